@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` (main job end to end on the bundled
+# sample) and `make test` (the test suite). Both create or reuse .venv here.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The TensorFlow flavour to install: cpu (default, small wheel) or gpu (CUDA).
+TF     ?= cpu
+STAMP  := $(VENV)/.installed-$(TF)
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py imgen/VERSION
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(TF),dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

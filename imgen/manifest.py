@@ -1,0 +1,69 @@
+"""The dataset manifest: the spine that ties every image to its event and split.
+
+Every image folder written by ``imgen`` (and by ``augment``) holds
+``manifest.csv`` with one row per image. ``augment`` and ``transfer`` read the
+splits from it, so that no copy of a validation or test event can reach
+training.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+MANIFEST_NAME = "manifest.csv"
+#: Columns every manifest has, in this order. ``path`` is relative to the
+#: dataset root and uses forward slashes.
+COLUMNS = ("path", "class", "event", "source", "split")
+#: Extra column written by ``augment``: the ``path`` of the source image of a
+#: generated image, empty for originals.
+AUGMENTED_FROM = "augmented_from"
+SPLITS = ("train", "validation", "test")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, malformed, or names files that do not exist."""
+
+
+def manifest_path(root: str | os.PathLike) -> Path:
+    return Path(root) / MANIFEST_NAME
+
+
+def read_manifest(root: str | os.PathLike, check_files: bool = True) -> list[dict[str, str]]:
+    """Rows of ``root/manifest.csv`` as dicts; errors name the file and row."""
+    path = manifest_path(root)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no manifest (expected a folder written by `python -m imgen`)")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; has {reader.fieldnames}")
+        rows = list(reader)
+    for number, row in enumerate(rows, start=2):
+        if row["split"] not in SPLITS:
+            raise ManifestError(f"{path}, line {number}: split {row['split']!r} is not one of {SPLITS}")
+        if check_files and not (Path(root) / row["path"]).is_file():
+            raise ManifestError(f"{path}, line {number}: image {row['path']} does not exist")
+    return rows
+
+
+def write_manifest(root: str | os.PathLike, rows: Iterable[Mapping[str, object]],
+                   columns: Iterable[str] = COLUMNS) -> Path:
+    """Write ``root/manifest.csv`` atomically (temporary file, then rename)."""
+    path = manifest_path(root)
+    columns = list(columns)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".csv", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: row.get(c, "") for c in columns})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,69 @@
+"""Packaging for hepvision: three top-level packages, one distribution.
+
+TensorFlow is chosen through an extra on purpose (see README, "Installing"):
+``pip install -e .[cpu]`` takes the small CPU-only wheel, ``.[gpu]`` the CUDA
+build, and on Colab the preinstalled TensorFlow is used as it is. ``imgen``
+and ``augment`` never import TensorFlow, so a rendering node needs neither.
+"""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = (HERE / "imgen" / "VERSION").read_text().strip()
+
+setup(
+    name="hepvision",
+    version=VERSION,
+    description=(
+        "Collision events to eta-phi images, physics-aware augmentation, "
+        "and transfer learning with pretrained CNNs"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=["imgen", "augment", "transfer"],
+    package_data={"imgen": ["VERSION"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.0",
+        "numpy>=1.23",
+        "pandas>=1.5",
+        "pillow>=9.0",
+        "Augmentor>=0.2.12",
+        # headless: batch nodes and CI have no libGL; we never open a window
+        "opencv-python-headless>=4.8",
+        "scikit-learn>=1.2",
+        "h5py>=3.8",
+        "matplotlib>=3.6",
+        "tqdm>=4.64",
+        # streaming JSON parser: multi-GB CMS files must not be loaded whole
+        "ijson>=3.2",
+        # --config FILE and every run's config.yaml
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        # CPU-only wheel: a quarter of the download, no CUDA (laptops, CI)
+        "cpu": ["tensorflow-cpu>=2.16"],
+        # CUDA build plus NVIDIA runtime libraries from PyPI (GPU nodes)
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "dev": [
+            "pytest>=7.4",
+            "pytest-xdist>=3.3",
+            "nbclient>=0.9",
+            "nbformat>=5.9",
+            "ipykernel>=6.25",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "hepvision-imgen=imgen.__main__:main",
+            "hepvision-augment=augment.__main__:main",
+            "hepvision-transfer=transfer.__main__:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Physics",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
