@@ -22,7 +22,7 @@ demo: venv
 	$(PY) scripts/demo.py
 
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

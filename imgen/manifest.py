@@ -62,6 +62,7 @@ def write_manifest(root: str | os.PathLike, rows: Iterable[Mapping[str, object]]
             writer.writeheader()
             for row in rows:
                 writer.writerow({c: row.get(c, "") for c in columns})
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
