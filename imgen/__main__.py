@@ -1,0 +1,200 @@
+"""``python -m imgen``: CMS JSON events -> eta-phi PNG images + manifest.
+
+Only parses arguments and calls :func:`imgen.pipeline.render_files` (or,
+for ``python -m imgen arrays ...``, :mod:`imgen.arrays_cli`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from imgen._version import __version__
+from imgen.errors import ImgenError
+
+EPILOG = """\
+classes:
+  Each event's class comes from its file. A file argument gives the file
+  name's stem without a trailing "_json" (Wjets_json.json -> Wjets). A folder
+  argument gives its *.json files, each classed by its own stem, and the
+  *.json files of its direct sub-folders, classed by the sub-folder's name
+  (json_files/Wjets/part1.json -> Wjets). --class NAME=GLOB overrides both.
+  .json.gz files are read too.
+
+images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on top):
+  physics (default, made for a network): black background; R = jets (disk,
+    radius 0.4 in eta-phi; b-tagged jets are squares; taus diamonds),
+    G = leptons (electrons disks, muons squares, photons diamonds, radius 0.2),
+    B = MET (disk at eta 0, phi = met_phi; not drawn when an event has no
+    met_phi, and the summary counts such events). Pixel value of an object of pt (GeV):
+    64 + round(191 * clip(ln(pt/MIN) / ln(MAX/MIN), 0, 1)) with --pt-scale
+    MIN,MAX; 0 = empty; overlaps keep the maximum; no anti-aliasing.
+  outline (the published style): white background, unfilled ellipses of
+    semi-axis 0.08*ln(1+pt/GeV), electrons blue, muons green, jets red,
+    b-tagged jets dark red, MET black, photons orange, taus purple.
+  Phi is periodic: objects near +-pi appear on both the top and bottom edges.
+
+output and resume:
+  OUT/manifest.csv lists every image of the run (path, class, event, source,
+  split). Writes are atomic; a run that stops resumes where it left off
+  (existing images are kept, --overwrite re-renders). OUT/imgen-config.json
+  records the settings; a run with settings that change pixels is refused in
+  an OUT rendered otherwise, unless --overwrite. A bad event (non-numeric,
+  NaN/infinite or negative value, missing pt/eta/phi) is skipped and counted
+  (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON) stops
+  the run with an error naming it: its images are discarded, the files before
+  it are kept, and no manifest is written.
+
+batch farms:
+  A run with --shard I/N renders the events whose (class, event) hash falls
+  in part I of N; shards are disjoint and together cover the input. Each writes
+  OUT/manifest-shard-I-of-N.csv (and images-shard-I-of-N.h5); after all
+  shards ran into the same OUT (or were copied together), join the
+  manifests with:  python -m imgen --merge-shards OUT
+
+examples:
+  python -m imgen json_files/
+  python -m imgen json_files/ --selection paper --size 64 --workers 8 --out images64
+  python -m imgen --class ttbar='data/TT*.json' --class wjets='data/W*.json' --format both
+
+Calorimeter-cell HDF5 arrays instead of JSON events: python -m imgen arrays --help
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from imgen.render import CSV_MEDIUM, OBJECT_KINDS, STYLES
+    from imgen.selection import PRESETS
+
+    p = argparse.ArgumentParser(
+        prog="python -m imgen",
+        description="Render CMS open-data JSON collision events as eta-phi images (PNG, optionally "
+                    "HDF5), one per event, with a manifest assigning each to train/validation/test.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="JSON files, folders or globs to read (classes: see below)")
+    p.add_argument("--class", dest="classes", action="append", default=[], metavar="NAME=GLOB",
+                   help="events of the files matching GLOB are of class NAME (repeatable; overrides "
+                        "the class from the file or folder name)")
+    p.add_argument("--out", default="images", metavar="DIR",
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--format", choices=("png", "hdf5", "both"), default="png",
+                   help="png: OUT/<class>/*.png and OUT/manifest.csv; hdf5: only OUT/images.h5 (X uint8 "
+                        "N,H,W,3 RGB, y class index, event, split, path, source; attribute classes; rebuilt "
+                        "whole on every run); both: the two (default: %(default)s)")
+
+    g = p.add_argument_group("rendering")
+    g.add_argument("--style", choices=STYLES, default="physics",
+                   help="physics: channels R=jets G=leptons B=MET, intensity = pt on a log scale "
+                        "(for networks); outline: the published white images with coloured ellipses "
+                        "(default: %(default)s)")
+    g.add_argument("--size", type=int, default=224, metavar="PX",
+                   help="image width and height in pixels (default: %(default)s)")
+    g.add_argument("--objects", default="all", metavar="LIST",
+                   help=f"comma-separated object types to draw, from {','.join(OBJECT_KINDS)} "
+                        "(bjet = jet with CSV above --btag-wp; default: all)")
+    g.add_argument("--eta-max", type=float, default=3.0, metavar="ETA",
+                   help="the image spans eta from -ETA to +ETA (default: %(default)s)")
+    g.add_argument("--btag-wp", type=float, default=CSV_MEDIUM, metavar="CSV",
+                   help="CSV b-tag score above which a jet is drawn as a b-tagged jet "
+                        "(default: %(default)s, the CMS CSV medium working point)")
+    g.add_argument("--pt-scale", default="1,1000", metavar="MIN,MAX",
+                   help="physics style: pt in GeV mapped to the lowest (64) and highest (255) "
+                        "intensity, log scale (default: %(default)s)")
+
+    s = p.add_argument_group("selection (object cuts remove objects, count cuts remove events)")
+    s.add_argument("--selection", choices=sorted(PRESETS), default="none",
+                   help="preset: none = all events and objects; paper = leptons pt > 20 GeV with tight "
+                        "ID and isolation, jets pt > 30 GeV with |eta| < 2.4 and tight ID, exactly one "
+                        "lepton (default: %(default)s). The options below change the preset's cuts")
+    s.add_argument("--lepton-pt-min", type=float, metavar="GEV",
+                   help="keep electrons and muons with pt above GEV (GeV)")
+    s.add_argument("--lepton-tight-id", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only leptons with tightID true")
+    s.add_argument("--lepton-tight-iso", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only leptons with tightIso true")
+    s.add_argument("--jet-pt-min", type=float, metavar="GEV", help="keep jets with pt above GEV (GeV)")
+    s.add_argument("--jet-eta-max", type=float, metavar="ETA", help="keep jets with |eta| below ETA")
+    s.add_argument("--jet-tight-id", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only jets with tightID true")
+    for name, what in (("n-leptons", "electrons + muons"), ("n-electrons", "electrons"),
+                       ("n-muons", "muons"), ("n-jets", "jets")):
+        s.add_argument(f"--{name}", metavar="COUNT",
+                       help=f"keep events whose number of {what} after the object cuts is COUNT: "
+                            "N (exactly), N+ (at least) or <=N (at most)")
+
+    o = p.add_argument_group("run")
+    o.add_argument("--split", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
+                   help="split fractions; each event's split comes from a hash of (seed, class, event), "
+                        "so re-rendering never moves an event (default: %(default)s)")
+    o.add_argument("--seed", type=int, default=0, help="seed of the split hash (default: %(default)s)")
+    o.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="rendering processes; 1 renders in this process (default: all cores, at most "
+                        "one per 256 kB of input)")
+    o.add_argument("--shard", metavar="I/N", help="render only part I (0-based) of N disjoint parts")
+    o.add_argument("--overwrite", action="store_true",
+                   help="re-render images that already exist (default: keep them and resume)")
+    o.add_argument("--strict", action="store_true",
+                   help="stop at the first bad event instead of skipping and counting it")
+    o.add_argument("--dry-run", action="store_true",
+                   help="read, validate and select only; print the summary and cut flow, write nothing")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--merge-shards", metavar="OUT",
+                   help="join OUT/manifest-shard-*-of-N.csv into OUT/manifest.csv and exit")
+    o.add_argument("-v", "--verbose", action="store_true", help="log each skipped event")
+    o.add_argument("--version", action="version", version=f"hepvision {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "arrays":
+        from imgen import arrays_cli
+
+        return arrays_cli.main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    from imgen import pipeline, selection, writer
+
+    try:
+        if args.merge_shards:
+            if args.inputs:
+                parser.error("--merge-shards takes no INPUT")
+            print(f"wrote {writer.merge_shard_manifests(args.merge_shards)}")
+            return 0
+        if not args.inputs and not args.classes:
+            parser.error("give JSON files, folders or globs (or --class NAME=GLOB)")
+        cuts = selection.build_selection(
+            args.selection, lepton_pt_min=args.lepton_pt_min, lepton_tight_id=args.lepton_tight_id,
+            lepton_tight_iso=args.lepton_tight_iso, jet_pt_min=args.jet_pt_min,
+            jet_eta_max=args.jet_eta_max, jet_tight_id=args.jet_tight_id, n_leptons=args.n_leptons,
+            n_electrons=args.n_electrons, n_muons=args.n_muons, n_jets=args.n_jets)
+        summary = pipeline.render_files(
+            args.inputs, args.out, classes=args.classes, style=args.style, size=args.size,
+            eta_max=args.eta_max, objects=args.objects, btag_wp=args.btag_wp,
+            pt_scale=_pair(args.pt_scale, "--pt-scale"), selection=cuts, split=args.split,
+            seed=args.seed, workers=args.workers, shard=args.shard, format=args.format,
+            overwrite=args.overwrite, strict=args.strict, dry_run=args.dry_run,
+            progress=not args.no_progress and sys.stderr.isatty())
+    except ImgenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run again with the same command to resume", file=sys.stderr)
+        return 130
+    print(summary.format())
+    return 0
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ImgenError(f"{option} {text!r}: expected MIN,MAX, e.g. 1,1000") from None
+    return low, high
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Deterministic partitions of events: train/validation/test splits and shards.
+
+Both come from a stable hash (BLAKE2b, not Python's salted ``hash()``) of the
+event's identity, never from its position in a file, so re-rendering, adding
+files, resuming or sharding never moves an event to another split or shard.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Sequence
+
+from imgen.errors import ImgenError
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def _unit(person: bytes, *parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts``; ``person`` keeps uses independent."""
+    text = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    digest = hashlib.blake2b(text, digest_size=8, person=person).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def parse_fractions(spec: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1): three non-negative numbers summing to 1."""
+    try:
+        values = [float(v) for v in (spec.split(",") if isinstance(spec, str) else spec)]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 3 or min(values) < 0 or not all(map(math.isfinite, values)) \
+            or not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+        raise ImgenError(f"split fractions {spec!r}: expected three non-negative numbers "
+                         f"train,validation,test summing to 1, e.g. 0.8,0.1,0.1")
+    return values[0], values[1], values[2]
+
+
+def assign_split(event_id: str | int, class_name: str, seed: int = 0,
+                 fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
+    """``"train"``, ``"validation"`` or ``"test"`` for one event, from (seed, class, event).
+
+    Pure and stable across runs, machines and Python versions.
+    """
+    train, validation, _ = parse_fractions(fractions)
+    u = _unit(b"hepvision-split", seed, class_name, event_id)
+    if u < train:
+        return "train"
+    if u < train + validation:
+        return "validation"
+    return "test"
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"2/8"`` -> (2, 8): the third of eight parts (counted from 0)."""
+    if spec is None:
+        return None
+    try:
+        index, count = (int(v) for v in (spec.split("/") if isinstance(spec, str) else spec))
+    except (TypeError, ValueError):
+        raise ImgenError(f"--shard {spec!r}: expected I/N with 0 <= I < N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise ImgenError(f"--shard {spec!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    return index, count
+
+
+def assign_shard(event_id: str | int, class_name: str, count: int) -> int:
+    """Which of ``count`` shards renders this event: from (class, event), the
+    identity of its image, so two shards never write the same file."""
+    return int(_unit(b"hepvision-shard", class_name, event_id) * count)
