@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import math
 import os
@@ -40,6 +41,7 @@ from Augmentor.Operations import Operation, RotateRange, ZoomRandom
 from PIL import Image
 from tqdm import tqdm
 
+from imgen._version import __version__
 from imgen.manifest import (AUGMENTED_FROM, COLUMNS, MANIFEST_NAME, ManifestError,
                             read_manifest, write_manifest)
 
@@ -71,6 +73,8 @@ SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA")
 DEFAULT_PRESET = "physics"
 DEFAULT_FACTOR = 2.0
 DEFAULT_SEED = 0
+#: Written into every output folder: how it was made.
+CONFIG_NAME = "augment-config.json"
 
 
 class AugmentError(ValueError):
@@ -552,6 +556,12 @@ def augment_dataset(
             shutil.copyfile(input_dir / name, tmp / name)
         write_manifest(tmp, [*({**row, AUGMENTED_FROM: ""} for row in rows), *new_rows],
                        columns=[*columns, AUGMENTED_FROM])
+        # The configuration of the run, next to its results (reproducibility).
+        (tmp / CONFIG_NAME).write_text(json.dumps({
+            "hepvision_version": __version__, "input_dir": str(input_dir), "preset": preset,
+            "ops": ops if isinstance(ops, str) or ops is None else operation_names,
+            "operations": operation_names, "per_class": per_class, "factor": factor, "seed": seed,
+            "train_images_per_class": targets}, indent=2) + "\n", encoding="utf-8")
         _move_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -213,7 +213,7 @@ def test_same_seed_same_bytes_different_seed_different_images(dataset, tmp_path)
         generated = [p for p in a if "_aug" in p]
         assert len(generated) == 6
         assert sum(a[p] != c[p] for p in generated) >= 4
-        assert all(a[p] == c[p] for p in a if "_aug" not in p and p != "manifest.csv")
+        assert all(a[p] == c[p] for p in a if "_aug" not in p and p not in ("manifest.csv", "augment-config.json"))
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
@@ -353,3 +353,13 @@ def test_path_escaping_the_dataset_is_refused(dataset, tmp_path):
     write_manifest(dataset, rows)
     with pytest.raises(AugmentError, match=r"\.\./evil\.png"):
         augment_dataset(dataset, tmp_path / "out", progress=False)
+
+
+def test_run_configuration_is_recorded_next_to_the_output(dataset, tmp_path):
+    import json
+
+    augment_dataset(dataset, tmp_path / "out", preset="paper", per_class=5, seed=11, progress=False)
+    config = json.loads((tmp_path / "out" / "augment-config.json").read_text())
+    assert config["preset"] == "paper" and config["seed"] == 11 and config["per_class"] == 5
+    assert config["train_images_per_class"] == {"qcd": 5, "top": 5}
+    assert [op.split(":")[0] for op in config["operations"]] == [name for name, _ in PRESETS["paper"][1]]
