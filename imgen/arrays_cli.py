@@ -1,0 +1,251 @@
+"""``python -m imgen arrays``: HDF5 image arrays -> PNG class folders + manifest.
+
+For users who want to look at array data or augment it like rendered events.
+Values become uint8 per channel against a maximum ``vmax`` (``--max-value``,
+or the ``--percentile`` of the positive training values):
+
+* ``--intensity log`` (default): ``vmax / 10**decades .. vmax`` spread
+  logarithmically over grey levels 1..255, so a 50 GeV core and a 0.2 GeV
+  halo are both visible whatever the unit (MeV or GeV);
+* ``--intensity linear``: ``0 .. vmax`` spread linearly.
+
+Values at or below zero (including noise-subtracted negative cells) are 0,
+values above ``vmax`` are 255. One channel is written as grayscale, two or
+three as RGB (a missing third channel is 0). Array rows are image rows, array
+columns image columns, unflipped. Event ids are global indices in the
+``--data`` order; splits are a hash of (seed, class, event) and so agree with
+``imgen.arrays.split_indices`` when training on the arrays directly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from imgen._version import __version__
+from imgen.arrays import ArrayDataError, ArrayDataset, ArrayTransform, fit_transform, open_arrays
+from imgen.errors import ImgenError
+from imgen.manifest import write_manifest
+from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_split, parse_fractions
+from imgen.writer import image_relpath
+
+log = logging.getLogger(__name__)
+#: Written beside manifest.csv: how the arrays were mapped to pixels.
+EXPORT_INFO = "arrays_export.json"
+#: Events sampled (from the training split) to find the percentile maxima.
+PERCENTILE_SAMPLE = 5000
+
+
+def _log_levels(x: np.ndarray, vmax: np.ndarray, decades: float) -> np.ndarray:
+    ratio = np.maximum(x, 1e-30) / vmax
+    return np.where(x > 0, np.clip(1 + np.log10(ratio) / decades, 1 / 255, 1.0), 0.0)
+
+
+def _linear_levels(x: np.ndarray, vmax: np.ndarray, decades: float) -> np.ndarray:
+    return np.clip(x / vmax, 0.0, 1.0)
+
+
+#: Intensity mappings to [0, 1] before quantisation to 0..255.
+INTENSITIES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
+    "log": _log_levels,
+    "linear": _linear_levels,
+}
+
+
+def to_uint8(x: np.ndarray, vmax: Sequence[float], intensity: str = "log", decades: float = 3.0) -> np.ndarray:
+    """(N, H, W, C) values -> uint8 of the same shape, channel c against ``vmax[c]``."""
+    vmax = np.asarray(vmax, dtype=np.float64)
+    if np.any(vmax <= 0):
+        raise ArrayDataError(f"maximum values must be positive, got {vmax.tolist()}")
+    levels = INTENSITIES[intensity](np.asarray(x, np.float64), vmax, decades)
+    return np.rint(levels * 255).astype(np.uint8)
+
+
+def to_image(event: np.ndarray) -> Image.Image:
+    """(H, W, C) uint8 -> grayscale for one channel, RGB for two or three."""
+    channels = event.shape[-1]
+    if channels == 1:
+        return Image.fromarray(np.ascontiguousarray(event[..., 0]))
+    if channels <= 3:
+        rgb = np.zeros(event.shape[:2] + (3,), np.uint8)
+        rgb[..., :channels] = event
+        return Image.fromarray(rgb)
+    raise ArrayDataError(f"{channels} channels cannot be one PNG: choose up to three with --channels")
+
+
+def percentile_vmax(dataset: ArrayDataset, transform: ArrayTransform, indices: np.ndarray,
+                    percentile: float, seed: int = 0) -> list[float]:
+    """Per channel, the ``percentile`` of positive values over a sample of ``indices``."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(indices, min(len(indices), PERCENTILE_SAMPLE), replace=False))
+    x = transform(dataset.read_batch(sample)[0])
+    out = []
+    for c in range(x.shape[-1]):
+        values = x[..., c][x[..., c] > 0]
+        out.append(float(np.percentile(values, percentile)) if len(values) else 1.0)
+    return out
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote: counts per class and split, the pixel mapping."""
+
+    out: Path
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    vmax: list[float] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
+
+
+def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str | None = None,
+                min_value: float | None = None, crop: bool = False, intensity: str = "log",
+                decades: float = 3.0, max_value: Sequence[float] | None = None,
+                percentile: float = 99.5, limit: int | None = None, seed: int = 0,
+                fractions: Sequence[float] = DEFAULT_FRACTIONS, overwrite: bool = False,
+                progress: bool = True) -> ExportSummary:
+    """Write ``out/<class>/<class>_<event>.png`` and ``out/manifest.csv`` atomically.
+
+    The first ``limit`` events of each class (file order) are exported. Crop
+    box and percentile maxima come from the training split of those events.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ArrayDataError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ArrayDataError(f"{out}: folder exists and is not empty (use --overwrite to replace it)")
+    labels = dataset.labels
+    chosen = np.sort(np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(dataset.classes))]))
+    splits = {int(i): assign_split(int(i), dataset.classes[labels[i]], seed, fractions) for i in chosen}
+    train = np.array([i for i in chosen if splits[int(i)] == "train"] or chosen, dtype=np.int64)
+    transform = fit_transform(dataset, train, channels=channels, min_value=min_value, crop=crop)
+    n_channels = transform.output_shape(dataset.event_shape)[-1]
+    if n_channels > 3:
+        raise ArrayDataError(f"{n_channels} channels {list(transform.channel_names)} cannot be one PNG: "
+                             "choose up to three with --channels")
+    if max_value is None:
+        vmax = percentile_vmax(dataset, transform, train, percentile, seed)
+    else:
+        vmax = list(max_value) * (n_channels if len(max_value) == 1 else 1)
+        if len(vmax) != n_channels:
+            raise ArrayDataError(f"--max-value has {len(max_value)} values for {n_channels} channels")
+    summary = ExportSummary(out, {c: dict.fromkeys(SPLITS, 0) for c in dataset.classes}, vmax)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for name in dataset.classes:
+            (tmp / name).mkdir()
+        rows = []
+        with tqdm(total=len(chosen), unit="img", disable=not progress, desc="arrays -> png") as bar:
+            for idx, x, y in dataset.iter_chunks(chosen):
+                pixels = to_uint8(transform(x), vmax, intensity, decades)
+                for i, event, label in zip(idx, pixels, y):
+                    name, split = dataset.classes[label], splits[int(i)]
+                    rel = image_relpath(name, str(int(i)))
+                    to_image(event).save(tmp / rel, format="PNG")
+                    rows.append({"path": rel, "class": name, "event": int(i),
+                                 "source": dataset.event_source(int(i)), "split": split})
+                    summary.counts[name][split] += 1
+                bar.update(len(idx))
+        write_manifest(tmp, rows)
+        summary.info = {"version": __version__, "dataset": dataset.config(), "transform": transform.to_dict(),
+                        "intensity": intensity, "decades": decades, "vmax": vmax,
+                        "percentile": None if max_value is not None else percentile,
+                        "limit": limit, "seed": seed, "fractions": list(fractions)}
+        (tmp / EXPORT_INFO).write_text(json.dumps(summary.info, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Move ``new`` to ``out``; an old ``out`` is set aside first, then removed."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+    os.replace(out, old / out.name)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m imgen arrays",
+        description="Write HDF5 calorimeter arrays as PNG class folders with manifest.csv.",
+        epilog="examples:\n"
+               "  python -m imgen arrays --data electron=e.h5 photon=p.h5 --x-key X --out images\n"
+               "  python -m imgen arrays --data all.h5 --x-key X --y-key y --classes electron,photon --out images\n"
+               "  python -m imgen arrays --data towers/ --x-key gTowerEt --crop --out towers_png\n"
+               "  python -m imgen arrays --data eplus=e.h5 gamma=g.h5 --x-key layer_0,layer_1,layer_2 --out calo",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hepvision {__version__}")
+    parser.add_argument("--data", nargs="+", required=True,
+                        help="class=FILE|FOLDER|GLOB per class, or FILE(s) with --y-key and --classes, "
+                             "or one FOLDER of class sub-folders")
+    parser.add_argument("--x-key", required=True, help="image dataset key; a comma list stacks layers")
+    parser.add_argument("--y-key", help="label dataset key (labels 0..K-1)")
+    parser.add_argument("--classes", help="class names in id order, comma separated")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--channels", help="channels to keep: indices or names, comma separated (at most 3)")
+    parser.add_argument("--min-value", type=float, help="values below this become 0")
+    parser.add_argument("--crop", action="store_true", help="drop outer rows/columns zero in every event")
+    parser.add_argument("--intensity", choices=sorted(INTENSITIES), default="log", help="value to grey level")
+    parser.add_argument("--decades", type=float, default=3.0, help="decades below the maximum shown (log)")
+    parser.add_argument("--max-value", type=_floats, help="value(s) mapped to 255, one or one per channel")
+    parser.add_argument("--percentile", type=float, default=99.5,
+                        help="without --max-value: this percentile of positive training values is 255")
+    parser.add_argument("--limit", type=int, help="at most N events per class")
+    parser.add_argument("--seed", type=int, default=0, help="split seed")
+    parser.add_argument("--fractions", default=",".join(map(str, DEFAULT_FRACTIONS)),
+                        help="train,validation,test fractions (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        with open_arrays(args.data, args.x_key, args.y_key, args.classes) as dataset:
+            summary = export_pngs(dataset, args.out, channels=args.channels, min_value=args.min_value,
+                                  crop=args.crop, intensity=args.intensity, decades=args.decades,
+                                  max_value=args.max_value, percentile=args.percentile, limit=args.limit,
+                                  seed=args.seed, fractions=parse_fractions(args.fractions),
+                                  overwrite=args.overwrite, progress=not args.quiet)
+    except ImgenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary.total} images to {summary.out}")
+    for name, counts in summary.counts.items():
+        print(f"  {name}: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    print(f"  {args.intensity} intensity, 255 at " + ", ".join(f"{v:.4g}" for v in summary.vmax))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Small, physically plausible HDF5 files in the three layouts ``imgen.arrays`` reads.
+
+Real calorimeter samples are gigabytes and cannot ship with the package; tests,
+benchmarks and the notebook write these instead. Same seed, same arrays.
+
+* **Electron / photon crops** (layout 1, or one file per class): 32x32 cells,
+  channels ``energy`` (GeV) and ``time`` (ns), about 50 GeV per shower.
+  Photon: one compact core (sigma 0.9 cells); 30 % convert, giving two
+  sub-clusters split along phi. Electron: a core broader in phi (sigma 1.3
+  cells, the magnetic field spreads it) and, 60 % of the time, a
+  bremsstrahlung photon further along phi. Converted photons and radiating
+  electrons look alike: separable, with overlap. Cells below 0.15 GeV
+  (3 sigma of the 0.05 GeV noise) are zero; time is Gaussian jitter shrinking
+  with the cell energy, and zero where the energy is.
+* **Trigger towers** (layout 2, class from folder): ``gTowerEt`` (N, 28, 32)
+  in MeV. Pileup is Gamma distributed, minus a pedestal subtraction, plus
+  electronic noise: about 6 % of all values are negative. Rows 0, 1 and 27
+  (outside the acceptance) and row 14 (a dead row) are always zero. Class
+  ``jets`` has one or two hard jets of 20-60 GeV; ``pileup`` only
+  sometimes a soft one of 5-25 GeV.
+* **Three-layer calorimeter** (layout 3, one file per class): ``layer_0``
+  (N, 3, 96), ``layer_1`` (N, 12, 12), ``layer_2`` (N, 12, 6) over the same
+  transverse extent, and ``energy`` (N, 1), the sum of all cells. ``eplus``
+  and ``gamma`` deposit mostly in layer 1, photons starting later (less in
+  layer 0); ``piplus`` showers are wider and deeper.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+EGAMMA_CLASSES = ("electron", "photon")
+TOWER_CLASSES = ("jets", "pileup")
+LAYER_CLASSES = ("eplus", "gamma", "piplus")
+LAYER_SHAPES = {"layer_0": (3, 96), "layer_1": (12, 12), "layer_2": (12, 6)}
+#: Always-zero rows of the trigger tower map.
+TOWER_ZERO_ROWS = (0, 1, 14, 27)
+#: Electron core width along phi in cells (photons: 0.9).
+ELECTRON_PHI_WIDTH = 1.15
+
+
+@contextmanager
+def _atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """An HDF5 file written under a temporary name, renamed into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            yield handle
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _gauss_1d(n_cells: int, centre: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """(..., n_cells) Gaussian at cell centres on [0, n_cells), normalised to 1."""
+    x = np.arange(n_cells) + 0.5
+    g = np.exp(-0.5 * ((x - centre[..., None]) / sigma[..., None]) ** 2)
+    return g / np.maximum(g.sum(axis=-1, keepdims=True), 1e-300)
+
+
+def _showers(rows: int, cols: int, c_row, c_col, s_row, s_col, energy) -> np.ndarray:
+    """Sum of separable Gaussian showers: arguments (N, K) -> (N, rows, cols)."""
+    return np.einsum("nkh,nkw,nk->nhw", _gauss_1d(rows, c_row, s_row), _gauss_1d(cols, c_col, s_col), energy)
+
+
+# ---------------------------------------------------------------- e / gamma
+def electron_photon_events(n: int, particle: str, rng: np.random.Generator,
+                           size: int = 32) -> np.ndarray:
+    """(n, size, size, 2) float32 crops [energy GeV, time ns] of one particle type."""
+    if particle not in EGAMMA_CLASSES:
+        raise ValueError(f"particle must be one of {EGAMMA_CLASSES}, not {particle!r}")
+    centre = size / 2 + rng.uniform(-0.5, 0.5, (n, 1))
+    c_col = np.repeat(centre, 2, axis=1)  # eta: columns
+    c_row = np.repeat(size / 2 + rng.uniform(-0.5, 0.5, (n, 1)), 2, axis=1)  # phi: rows
+    total = 50.0 * (1 + 0.1 * rng.standard_normal(n))
+    split = np.ones(n)  # share of the main shower
+    spread = rng.lognormal(0.0, 0.1, (n, 1))  # shower-to-shower width fluctuation
+    s_col = np.full((n, 2), 0.9) * spread
+    s_row = np.full((n, 2), 0.9) * spread
+    offset = np.zeros(n)
+    if particle == "electron":
+        s_row[:, 0] *= ELECTRON_PHI_WIDTH / 0.9
+        brem = rng.random(n) < 0.6
+        split = np.where(brem, 1 - rng.uniform(0.1, 0.4, n), 1.0)
+        offset = np.where(brem, rng.uniform(1.5, 5.0, n), 0.0)
+    else:
+        convert = rng.random(n) < 0.3
+        split = np.where(convert, rng.uniform(0.5, 0.8, n), 1.0)
+        offset = np.where(convert, rng.uniform(1.0, 4.0, n), 0.0)
+    c_row[:, 1] += rng.choice([-1.0, 1.0], n) * offset  # the partner is displaced in phi
+    energy = np.stack([split, 1 - split], axis=1) * total[:, None]
+    e = _showers(size, size, c_row, c_col, s_row, s_col, energy)
+    e = e + 0.05 * rng.standard_normal(e.shape)
+    e = np.where(e < 0.15, 0.0, e)
+    t = np.where(e > 0, rng.standard_normal(e.shape) * 0.5 / np.sqrt(np.maximum(e, 1e-9)), 0.0)
+    return np.stack([e, t], axis=-1).astype(np.float32)
+
+
+def electron_photon_sample(n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) with y = 0 electron, 1 photon, events shuffled; deterministic in seed."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([electron_photon_events(n_per_class, p, rng) for p in EGAMMA_CLASSES])
+    y = np.repeat(np.arange(len(EGAMMA_CLASSES)), n_per_class)
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+def _write_egamma(handle: h5py.File, x: np.ndarray, y: np.ndarray | None) -> None:
+    dset = handle.create_dataset("X", data=x)
+    dset.attrs["channel_names"] = ["energy", "time"]
+    dset.attrs["units"] = ["GeV", "ns"]
+    if y is not None:
+        handle.create_dataset("y", data=y.astype(np.float32))
+
+
+def write_electron_photon_combined(path: str | os.PathLike, n_per_class: int, seed: int = 0) -> Path:
+    """Layout 1: ``/X`` (N, 32, 32, 2) float32 and ``/y`` (N,) 0 = electron, 1 = photon."""
+    x, y = electron_photon_sample(n_per_class, seed)
+    with _atomic_h5(path) as handle:
+        _write_egamma(handle, x, y)
+    return Path(path)
+
+
+def write_electron_photon_per_class(folder: str | os.PathLike, n_per_class: int,
+                                    seed: int = 0) -> dict[str, Path]:
+    """The same events as :func:`write_electron_photon_combined`, one file per class.
+
+    Each file also has ``y`` (all one value), as real per-class files do.
+    """
+    x, y = electron_photon_sample(n_per_class, seed)
+    out = {}
+    for cid, name in enumerate(EGAMMA_CLASSES):
+        out[name] = Path(folder) / f"{name}.h5"
+        with _atomic_h5(out[name]) as handle:
+            _write_egamma(handle, x[y == cid], y[y == cid])
+    return out
+
+
+def write_electron_photon_large(path: str | os.PathLike, n_events: int, seed: int = 0,
+                                chunk_events: int = 8192, hdf5_chunk: int = 256,
+                                compression: str | None = None) -> Path:
+    """Layout 1 of any size, written chunk by chunk (memory: one chunk).
+
+    Used by ``benchmarks/arrays.py`` to make files larger than memory.
+    """
+    with _atomic_h5(path) as handle:
+        xd = handle.create_dataset("X", shape=(n_events, 32, 32, 2), dtype=np.float32,
+                                   chunks=(min(hdf5_chunk, n_events), 32, 32, 2), compression=compression)
+        xd.attrs["channel_names"] = ["energy", "time"]
+        yd = handle.create_dataset("y", shape=(n_events,), dtype=np.float32)
+        for number, start in enumerate(range(0, n_events, chunk_events)):
+            n = min(chunk_events, n_events - start)
+            rng = np.random.default_rng([seed, number])
+            y = rng.integers(0, 2, n)
+            x = np.empty((n, 32, 32, 2), np.float32)
+            for cid, name in enumerate(EGAMMA_CLASSES):
+                x[y == cid] = electron_photon_events(int((y == cid).sum()), name, rng)
+            xd[start:start + n] = x
+            yd[start:start + n] = y
+    return Path(path)
+
+
+# ------------------------------------------------------------ trigger towers
+def trigger_tower_events(n: int, kind: str, rng: np.random.Generator,
+                         shape: tuple[int, int] = (28, 32)) -> np.ndarray:
+    """(n, 28, 32) float32 gTowerEt in MeV for class ``jets`` or ``pileup``."""
+    if kind not in TOWER_CLASSES:
+        raise ValueError(f"kind must be one of {TOWER_CLASSES}, not {kind!r}")
+    rows, cols = shape
+    et = rng.gamma(2.0, 300.0, (n, rows, cols)) - 130.0 + rng.normal(0.0, 40.0, (n, rows, cols))
+    k = 2
+    if kind == "jets":
+        energy = rng.uniform(20e3, 60e3, (n, k)) * np.stack([np.ones(n), rng.random(n) < 0.5], axis=1)
+    else:
+        energy = rng.uniform(5e3, 25e3, (n, k)) * np.stack([rng.random(n) < 0.4, np.zeros(n)], axis=1)
+    c_row = rng.uniform(3, rows - 3, (n, k))
+    c_col = rng.uniform(2, cols - 2, (n, k))
+    sigma = np.full((n, k), 1.2)
+    et = et + _showers(rows, cols, c_row, c_col, sigma, sigma, energy)
+    et[:, list(TOWER_ZERO_ROWS), :] = 0.0
+    return et.astype(np.float32)
+
+
+def write_trigger_towers(folder: str | os.PathLike, n_per_class: int, seed: int = 0,
+                         files_per_class: int = 2) -> dict[str, list[Path]]:
+    """Layout 2: ``folder/<class>/part-<i>.h5`` with ``gTowerEt`` only (no labels)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Path]] = {}
+    for name in TOWER_CLASSES:
+        sizes = np.diff(np.linspace(0, n_per_class, files_per_class + 1).astype(int))
+        out[name] = []
+        for i, size in enumerate(sizes):
+            path = Path(folder) / name / f"part-{i}.h5"
+            with _atomic_h5(path) as handle:
+                dset = handle.create_dataset("gTowerEt", data=trigger_tower_events(int(size), name, rng))
+                dset.attrs["units"] = "MeV"
+            out[name].append(path)
+    return out
+
+
+# ---------------------------------------------------------- layered calorimeter
+def calo_layer_events(n: int, particle: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``layer_0/1/2`` (GeV, float32) and ``energy`` (n, 1), the sum of all cells."""
+    if particle not in LAYER_CLASSES:
+        raise ValueError(f"particle must be one of {LAYER_CLASSES}, not {particle!r}")
+    total = rng.uniform(10.0, 100.0, n)
+    shares = {"eplus": (0.25, 0.65, 0.10), "gamma": (0.10, 0.75, 0.15), "piplus": (0.05, 0.35, 0.30)}[particle]
+    width = {"eplus": 0.05, "gamma": 0.045, "piplus": 0.12}[particle]  # fraction of the extent
+    jitter = rng.normal(1.0, 0.25, (n, 3)).clip(0.2, None)
+    c_row, c_col = rng.normal(0.5, 0.03, n), rng.normal(0.5, 0.03, n)
+    out = {}
+    for layer, ((rows, cols), share) in enumerate(zip(LAYER_SHAPES.values(), shares)):
+        energy = (total * share * jitter[:, layer])[:, None]
+        s = np.full((n, 1), width * (1 + 0.5 * layer))
+        e = _showers(rows, cols, (c_row * rows)[:, None], (c_col * cols)[:, None], s * rows, s * cols, energy)
+        out[f"layer_{layer}"] = np.where(e < 1e-3, 0.0, e).astype(np.float32)
+    out["energy"] = sum(v.astype(np.float64).sum(axis=(1, 2)) for v in out.values())[:, None]
+    return out
+
+
+def write_calo_layers(folder: str | os.PathLike, n_per_class: int, seed: int = 0) -> dict[str, Path]:
+    """Layout 3: ``folder/<class>.h5`` with ``layer_0``, ``layer_1``, ``layer_2``, ``energy``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in LAYER_CLASSES:
+        out[name] = Path(folder) / f"{name}.h5"
+        with _atomic_h5(out[name]) as handle:
+            for key, value in calo_layer_events(n_per_class, name, rng).items():
+                handle.create_dataset(key, data=value)
+    return out

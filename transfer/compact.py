@@ -1,0 +1,179 @@
+"""Small networks trained from scratch on calorimeter arrays of any shape.
+
+Pretrained ImageNet backbones want 3-channel images of 32+ pixels; calorimeter
+arrays are often 12x6 or 28x32 with 1 or 2 physical channels (energy, time).
+These builders take any ``(rows, cols, channels)`` and return an uncompiled
+``keras.Model`` ending in a softmax over ``num_classes`` (softmax even for two
+classes, so every model in ``transfer`` has the same output and loss). Pick
+one by name from :data:`COMPACT_NETWORKS`.
+
+Every builder has the signature ``build_<name>(input_shape, num_classes)``.
+Inputs are expected already scaled (``imgen.arrays.ArrayTransform``: log or
+standardize); the networks do no preprocessing of their own. Keras is imported
+when a network is built, so listing :data:`COMPACT_NETWORKS` (``--help``,
+choices) stays instant.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import keras
+
+Shape = tuple[int, int, int]
+#: BatchNorm moving-average momentum: 0.9, not Keras' 0.99, so that the
+#: inference statistics settle within the few hundred steps a small physics
+#: sample gives (with 0.99 they are still half the initial values after 70 steps).
+BN_MOMENTUM = 0.9
+
+
+def _layers():
+    """Keras' layers module, imported on first use."""
+    from keras import layers
+
+    return layers
+
+
+def _check(input_shape: Shape, num_classes: int) -> Shape:
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (rows, cols, channels) of positive sizes, got {input_shape}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    return shape  # type: ignore[return-value]
+
+
+def _halving(size: int) -> int:
+    """Pool or stride along an axis: 2, or 1 once the axis is down to one cell."""
+    return 2 if size > 1 else 1
+
+
+def _downsample(x):
+    """2x2 max pooling (padding 'same': ceil), never below one cell; skipped at 1x1."""
+    size = (_halving(x.shape[1]), _halving(x.shape[2]))
+    if size == (1, 1):
+        return x
+    return _layers().MaxPooling2D(size, padding="same")(x)
+
+
+def _softmax(x, num_classes: int):
+    return _layers().Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def build_cnn(input_shape: Shape, num_classes: int) -> keras.Model:
+    """The electron/photon benchmark's reference CNN.
+
+    [conv32, conv32, pool], [conv64, conv64, pool], [conv128, conv128, pool]
+    (3x3, ReLU, padding 'same'), then dense 256, 128, 128, 64 with dropout 0.2.
+    Pooling halves an axis only while it is longer than one cell, so a 12x6
+    input goes 6x3 -> 3x2 -> 2x1 instead of failing.
+    """
+    import keras
+
+    layers = _layers()
+    shape = _check(input_shape, num_classes)
+    inputs = keras.Input(shape=shape, name="image")
+    x = inputs
+    for filters in (32, 64, 128):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = _downsample(x)
+    x = layers.Flatten()(x)
+    for units in (256, 128, 128, 64):
+        x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, _softmax(x, num_classes), name="cnn")
+
+
+def _residual_block(x, filters: int, downsample: bool):
+    layers = _layers()
+    strides = (_halving(x.shape[1]), _halving(x.shape[2])) if downsample else (1, 1)
+    shortcut = x
+    if strides != (1, 1) or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, padding="same", use_bias=False)(x)
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
+    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM)(y)
+    y = layers.Activation("relu")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM)(y)
+    return layers.Activation("relu")(layers.Add()([y, shortcut]))
+
+
+def build_resnet15(input_shape: Shape, num_classes: int) -> keras.Model:
+    """A small ResNet: stem conv, 3 blocks of 32 filters, 4 of 64 (the first
+    with stride 2), global average pooling: 15 convolutions of 3x3.
+
+    No stem pooling, since calorimeter images are already small.
+    """
+    import keras
+
+    layers = _layers()
+    shape = _check(input_shape, num_classes)
+    inputs = keras.Input(shape=shape, name="image")
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
+    x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
+    for _ in range(3):
+        x = _residual_block(x, 32, downsample=False)
+    for i in range(4):
+        x = _residual_block(x, 64, downsample=(i == 0))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _softmax(x, num_classes), name="resnet15")
+
+
+def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
+    """Two [conv32 3x3, BatchNorm, ReLU, 2x2 max pool] stages, dense 32, dropout 0.3.
+
+    About 70k parameters for 28x32x1 or 32x32x2 inputs; fast enough for K-fold
+    cross-validation and learning-rate scans on a laptop. The dense layer sees
+    the flattened map, so the count grows with the image area.
+    """
+    import keras
+
+    layers = _layers()
+    shape = _check(input_shape, num_classes)
+    inputs = keras.Input(shape=shape, name="image")
+    x = inputs
+    for _ in range(2):
+        x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
+        x = _downsample(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    return keras.Model(inputs, _softmax(x, num_classes), name="smallcnn")
+
+
+def build_mlp(input_shape: Shape, num_classes: int) -> keras.Model:
+    """Fully connected baseline on the flattened image: dense 256, 128 (ReLU, dropout 0.2).
+
+    What a CNN must beat to show that the spatial structure matters.
+    """
+    import keras
+
+    layers = _layers()
+    shape = _check(input_shape, num_classes)
+    inputs = keras.Input(shape=shape, name="image")
+    x = layers.Flatten()(inputs)
+    for units in (256, 128):
+        x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dropout(0.2)(x)
+    return keras.Model(inputs, _softmax(x, num_classes), name="mlp")
+
+
+#: Name -> builder: ``--backbone`` choices for arrays come from this table.
+COMPACT_NETWORKS: dict[str, Callable[[Shape, int], keras.Model]] = {
+    "cnn": build_cnn,
+    "resnet15": build_resnet15,
+    "smallcnn": build_smallcnn,
+    "mlp": build_mlp,
+}
+
+
+def build_compact(name: str, input_shape: Shape, num_classes: int) -> keras.Model:
+    """Build a network of :data:`COMPACT_NETWORKS` by name."""
+    try:
+        builder = COMPACT_NETWORKS[name]
+    except KeyError:
+        raise ValueError(f"unknown compact network {name!r}; choose from {', '.join(COMPACT_NETWORKS)}") from None
+    return builder(input_shape, num_classes)
