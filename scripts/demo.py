@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     run("fine-tune a pretrained backbone", [
         py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone,
         "--weights", "imagenet", "--on-missing-weights", "random",
-        "--fine-tune", "partial", "--unfreeze", "1",
+        "--fine-tune", "partial", "--unfreeze", "1", "--fine-tune-lr-factor", "0.01",
         "--optimizer", "adam", "--image-size", str(args.size),
         "--epochs", str(args.epochs), "--fine-tune-epochs", str(args.fine_tune_epochs),
         "--seed", seed, "--out", str(run_dir)])

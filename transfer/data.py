@@ -1,0 +1,315 @@
+"""Image folders -> checked, split, labelled datasets -> ``tf.data`` pipelines.
+
+A data folder is either
+
+* written by ``imgen``/``augment``: it holds ``manifest.csv``, whose ``split``
+  column (train/validation/test) is used as it is, or
+* plain class subfolders of PNG images (``root/<class>/*.png``): a stratified
+  split (fractions ``split``, scikit-learn, ``seed``) is made and recorded in
+  the run folder as ``split.csv``.
+
+Class names are sorted unless the caller gives ``classes`` (an order, and
+possibly a subset). Every image's PNG header is read up front (Pillow), so that
+a corrupt file or a mix of sizes or channel counts is reported, naming the
+files, before any training starts.
+
+Example::
+
+    from transfer.data import load_image_dataset, make_tf_dataset
+    images = load_image_dataset("images/")
+    train = make_tf_dataset(images.paths("train"), images.labels("train"),
+                            channels=images.image_shape[2], batch_size=32, shuffle=True)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgen.manifest import MANIFEST_NAME, SPLITS, read_manifest
+from transfer.errors import TransferError
+
+log = logging.getLogger(__name__)
+
+#: Pillow image modes accepted, and the channels ``tf.io.decode_png`` returns for them.
+DECODED_CHANNELS = {"L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3}
+#: Decoded images are cached in memory (``tf.data`` ``cache()``) up to this size.
+MAX_IMAGE_CACHE_BYTES = 2 << 30
+
+
+@dataclass
+class ImageDataset:
+    """A checked image dataset: files, labels, splits and the common image shape.
+
+    Attributes:
+        root: the data folder.
+        class_names: class names in label order (label ``i`` is ``class_names[i]``).
+        files: relative path (forward slashes) of every image.
+        classes: class name of every image.
+        splits: split (``train``/``validation``/``test``) of every image.
+        image_shape: ``(height, width, channels)`` of the decoded images.
+        split_source: ``"manifest"`` or ``"stratified"`` (made here).
+    """
+
+    root: Path
+    class_names: list[str]
+    files: list[str]
+    classes: list[str]
+    splits: list[str]
+    image_shape: tuple[int, int, int]
+    split_source: str
+
+    def _rows(self, split: str) -> list[int]:
+        return [i for i, s in enumerate(self.splits) if s == split]
+
+    def paths(self, split: str) -> list[str]:
+        """Absolute paths of the images of ``split``, in a fixed order."""
+        return [str(self.root / self.files[i]) for i in self._rows(split)]
+
+    def relative_paths(self, split: str) -> list[str]:
+        return [self.files[i] for i in self._rows(split)]
+
+    def labels(self, split: str) -> np.ndarray:
+        """Integer labels (indices into :attr:`class_names`) of ``split``."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index[self.classes[i]] for i in self._rows(split)], dtype=np.int64)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Number of images per split and class."""
+        counts = Counter(zip(self.splits, self.classes))
+        return {split: {name: counts[(split, name)] for name in self.class_names} for split in SPLITS}
+
+    def split_table(self) -> str:
+        """CSV text (``path,class,split``) of the split, for ``split.csv`` in the run folder."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["path", "class", "split"])
+        writer.writerows(zip(self.files, self.classes, self.splits))
+        return text.getvalue()
+
+
+def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None,
+                       split: tuple = (0.8, 0.1, 0.1), seed: int = 42) -> ImageDataset:
+    """Read, check and split the images under ``root`` (see the module docstring).
+
+    Raises:
+        TransferError: no images, fewer than two classes, an empty class, a
+            split without images, a corrupt or non-PNG file, mixed sizes or
+            channel counts, unknown ``classes``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise TransferError(f"--data {root}: no such folder")
+    if (root / MANIFEST_NAME).is_file():
+        files, names, splits = _from_manifest(root)
+        source = "manifest"
+    else:
+        files, names = _from_class_folders(root)
+        splits = None
+        source = "stratified"
+    class_names = _choose_classes(root, sorted(set(names)), classes)
+    keep = [i for i, name in enumerate(names) if name in class_names]
+    files, names = [files[i] for i in keep], [names[i] for i in keep]
+    shape = check_images([root / f for f in files])
+    if splits is None:
+        splits = stratified_split(files, names, split, seed)
+    else:
+        splits = [splits[i] for i in keep]
+        _check_manifest_splits(root, class_names, names, splits)
+    dataset = ImageDataset(root=root, class_names=class_names, files=files, classes=names,
+                           splits=splits, image_shape=shape, split_source=source)
+    log.info("%s: %d images %dx%dx%d, classes %s, split from %s: %s", root, len(files), *shape,
+             ", ".join(class_names), source,
+             ", ".join(f"{s} {sum(c.values())}" for s, c in dataset.counts().items()))
+    return dataset
+
+
+def _from_manifest(root: Path) -> tuple[list[str], list[str], list[str]]:
+    try:
+        rows = read_manifest(root)
+    except ValueError as exc:  # imgen.manifest.ManifestError
+        raise TransferError(str(exc)) from None
+    if not rows:
+        raise TransferError(f"{root / MANIFEST_NAME}: lists no images")
+    return [r["path"] for r in rows], [r["class"] for r in rows], [r["split"] for r in rows]
+
+
+def _from_class_folders(root: Path) -> tuple[list[str], list[str]]:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise TransferError(f"--data {root}: no {MANIFEST_NAME} and no class subfolders "
+                            "(expected root/<class>/*.png)")
+    files, names = [], []
+    for folder in folders:
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        pngs = [p for p in entries if p.suffix.lower() == ".png"]
+        if len(pngs) < len(entries):
+            log.warning("%s: ignoring %d file(s) that are not .png", folder, len(entries) - len(pngs))
+        if not pngs:
+            raise TransferError(f"--data {root}: class folder {folder.name}/ holds no PNG images")
+        files += [p.relative_to(root).as_posix() for p in pngs]
+        names += [folder.name] * len(pngs)
+    return files, names
+
+
+def _choose_classes(root: Path, found: list[str], wanted: list[str] | None) -> list[str]:
+    if wanted is not None:
+        unknown = [c for c in wanted if c not in found]
+        if unknown:
+            raise TransferError(f"--classes: {', '.join(unknown)} not in {root} (it has {', '.join(found)})")
+        if len(wanted) < len(found):
+            log.info("using classes %s only (of %s)", ", ".join(wanted), ", ".join(found))
+        found = list(wanted)
+    if len(found) < 2:
+        raise TransferError(f"--data {root}: classification needs at least two classes, found "
+                            f"{len(found)}: {', '.join(found) or 'none'}")
+    return found
+
+
+def _check_manifest_splits(root: Path, class_names, names, splits) -> None:
+    counts = Counter(zip(splits, names))
+    for split in SPLITS:
+        if not any(counts[(split, c)] for c in class_names):
+            raise TransferError(f"{root / MANIFEST_NAME}: the {split} split has no images")
+    empty = [c for c in class_names if not counts[("train", c)]]
+    if empty:
+        raise TransferError(f"{root / MANIFEST_NAME}: class(es) {', '.join(empty)} have no training images")
+
+
+def stratified_split(files: list[str], classes: list[str], fractions: tuple = (0.8, 0.1, 0.1),
+                     seed: int = 42) -> list[str]:
+    """Split name for each file: stratified by class, reproducible with ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    counts = Counter(classes)
+    small = {c: n for c, n in counts.items() if n < 3}
+    if small:
+        raise TransferError("a stratified train/validation/test split needs at least 3 images per class; "
+                            + ", ".join(f"{c} has {n}" for c, n in sorted(small.items())))
+    train_f, val_f, test_f = fractions
+    index = np.arange(len(files))
+    try:
+        train, rest = train_test_split(index, train_size=train_f, stratify=classes, random_state=seed)
+        val, test = train_test_split(rest, train_size=val_f / (val_f + test_f),
+                                     stratify=[classes[i] for i in rest], random_state=seed)
+    except ValueError as exc:
+        raise TransferError(f"cannot make a stratified split {train_f:g}/{val_f:g}/{test_f:g} of "
+                            f"{len(files)} images in {len(counts)} classes ({exc}); use more images "
+                            "or other --split fractions") from None
+    splits = [""] * len(files)
+    for name, rows in (("train", train), ("validation", val), ("test", test)):
+        for i in rows:
+            splits[i] = name
+    return splits
+
+
+def check_images(paths: list) -> tuple[int, int, int]:
+    """Read every PNG's header (and chunk checksums) with Pillow; return the common decoded shape.
+
+    Raises:
+        TransferError: naming the file, for an unreadable, corrupt or non-PNG
+            file, an unsupported mode, or sizes/channel counts that differ.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not paths:
+        raise TransferError("no images to read")
+    kinds: dict[tuple, list] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                fmt, (width, height), mode = image.format, image.size, image.mode
+                image.verify()
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+            raise TransferError(f"{path}: not a readable PNG image ({exc})") from None
+        if fmt != "PNG":
+            raise TransferError(f"{path}: is a {fmt} image, expected PNG")
+        if mode not in DECODED_CHANNELS:
+            raise TransferError(f"{path}: PNG mode {mode!r} is not supported; expected 8-bit "
+                                "grayscale (L) or RGB")
+        kinds.setdefault((height, width, Image.getmodebands(mode)), []).append(path)
+    if len(kinds) > 1:
+        ordered = sorted(kinds.items(), key=lambda item: -len(item[1]))
+        described = "; ".join(f"{len(p)} are {h}x{w} px with {b} channel(s) (e.g. {p[0]})"
+                              for (h, w, b), p in ordered[:4])
+        raise TransferError(f"images must all have the same size and channel count, but {described}")
+    (height, width, _), members = next(iter(kinds.items()))
+    with Image.open(members[0]) as image:
+        return height, width, DECODED_CHANNELS[image.mode]
+
+
+def decode_png(path, channels: int):
+    """``tf`` op: the uint8 image at ``path`` with ``channels`` channels."""
+    import tensorflow as tf
+
+    return tf.io.decode_png(tf.io.read_file(path), channels=channels)
+
+
+def physics_augment(image, seed):
+    """Light physics-valid augmentation of one uint8 eta-phi image (``tf`` op).
+
+    A random roll along phi (rows; phi is periodic), and random flips
+    eta -> -eta (left-right) and phi -> -phi (up-down).
+    """
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    height = tf.shape(image)[0]
+    shift = tf.random.stateless_uniform([], seeds[0], minval=0, maxval=height, dtype=tf.int32)
+    image = tf.roll(image, shift=shift, axis=0)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    return tf.image.stateless_random_flip_up_down(image, seeds[2])
+
+
+def make_tf_dataset(paths: list[str], labels=None, channels: int = 1, batch_size: int = 32,
+                    shuffle: bool = False, seed: int = 42, augment: bool = False,
+                    cache: bool = True):
+    """A batched ``tf.data.Dataset`` of ``(uint8 image, label)`` (or images alone without labels).
+
+    PNGs are decoded in parallel (``tf.io.decode_png``), cached in memory
+    after decoding when they fit (:data:`MAX_IMAGE_CACHE_BYTES`), shuffled
+    each epoch with ``seed`` when ``shuffle``, augmented on the fly with
+    :func:`physics_augment` when ``augment``, and prefetched.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    if labels is None:
+        dataset = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+            lambda path: decode_png(path, channels), num_parallel_calls=autotune)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, dtype=np.int64)))
+        dataset = dataset.map(lambda path, label: (decode_png(path, channels), label),
+                              num_parallel_calls=autotune)
+    if cache and _fits_in_memory(paths, channels):
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        if labels is None:
+            dataset = tf.data.Dataset.zip((dataset, seeds)).map(physics_augment, num_parallel_calls=autotune)
+        else:
+            dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+                lambda item, pair: (physics_augment(item[0], pair), item[1]), num_parallel_calls=autotune)
+    return dataset.batch(batch_size).prefetch(autotune)
+
+
+def _fits_in_memory(paths: list[str], channels: int) -> bool:
+    if not paths:
+        return True
+    from PIL import Image
+
+    with Image.open(paths[0]) as image:
+        width, height = image.size
+    needed = len(paths) * width * height * channels
+    if needed > MAX_IMAGE_CACHE_BYTES:
+        log.info("decoded images need %.1f GiB: not caching them in memory", needed / 2**30)
+        return False
+    return True

@@ -1,0 +1,274 @@
+"""The classifier: preprocessing, a backbone always in inference mode, a small head.
+
+::
+
+    uint8 image (dataset size) -> BackbonePreprocessing (to float, grey -> RGB, resize,
+    the backbone's own preprocess_input) -> InferenceMode(backbone) -> head (feature
+    scaling, dropout, dense, softmax)
+
+Everything, preprocessing included, lives inside the Keras model, so a saved
+``model.keras`` takes raw uint8 images of the dataset's size and nothing
+outside it needs to know which backbone it holds.
+
+Keras 3 passes ``training=True`` from ``fit`` down into nested models even
+where a functional graph was built with ``backbone(x, training=False)``
+(keras-team/keras#20285). :class:`InferenceMode` therefore calls the backbone
+with ``training=False`` itself, and :func:`set_trainable` keeps every
+BatchNormalization layer non-trainable as well: the ImageNet statistics are
+never updated and never replaced by batch statistics, in either stage.
+(Backbones registered with ``pretrained=False`` have no statistics to keep:
+they are called like any layer and their BatchNorm layers train.)
+
+This module imports Keras at import time (it defines Keras layers); the CLI
+imports it only when it needs a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+from transfer.backbones import BackboneSpec, check_image_size
+from transfer.errors import TransferError
+
+
+def _applications_module(name: str):
+    module = getattr(keras.applications, name, None)
+    if module is None or not hasattr(module, "preprocess_input"):
+        raise ValueError(f"keras.applications.{name} has no preprocess_input")
+    return module
+
+
+@keras.saving.register_keras_serializable(package="hepvision")
+class BackbonePreprocessing(keras.layers.Layer):
+    """uint8 images -> the input a backbone expects.
+
+    Casts to float32, repeats a single grey channel into RGB when ``rgb``,
+    resizes (bilinear) to ``image_size`` when it differs from the input, and
+    applies ``keras.applications.<preprocess>.preprocess_input`` (pixels
+    scaled to [0, 1] when ``preprocess`` is ``None``). Always computes in
+    float32, also under mixed precision.
+    """
+
+    def __init__(self, preprocess: str | None = None, image_size=None, rgb: bool = True, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        if preprocess is not None:
+            _applications_module(preprocess)
+        self.preprocess = preprocess
+        self.image_size = tuple(int(s) for s in image_size) if image_size else None
+        self.rgb = bool(rgb)
+
+    def call(self, images):
+        x = ops.cast(images, "float32")
+        if self.rgb and x.shape[-1] == 1:
+            x = ops.repeat(x, 3, axis=-1)
+        if self.image_size and tuple(x.shape[1:3]) != self.image_size:
+            x = ops.image.resize(x, self.image_size, interpolation="bilinear")
+        if self.preprocess is None:
+            return x / 255.0
+        return _applications_module(self.preprocess).preprocess_input(x)
+
+    def compute_output_shape(self, input_shape):
+        height, width = self.image_size or input_shape[1:3]
+        channels = 3 if self.rgb and input_shape[-1] == 1 else input_shape[-1]
+        return (input_shape[0], height, width, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "preprocess": self.preprocess,
+                "image_size": list(self.image_size) if self.image_size else None, "rgb": self.rgb}
+
+
+@keras.saving.register_keras_serializable(package="hepvision")
+class InferenceMode(keras.layers.Wrapper):
+    """Runs the wrapped layer or model with ``training=False``, whatever the caller says.
+
+    Gradients still flow through it: unfrozen layers inside are fine-tuned,
+    but BatchNormalization uses its moving statistics and dropout is off.
+    """
+
+    def call(self, inputs, training=None):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="hepvision")
+class FeatureScaling(keras.layers.Layer):
+    """``(features - mean) * scale``: centred per feature, one common scale.
+
+    :meth:`set_statistics` takes the training images' features: ``mean`` per
+    feature and ``scale`` = 1 / root-mean-square spread over all features.
+    One scale for all features (not one per feature) keeps near-constant
+    features from being blown up. Both are stored as non-trainable weights.
+    """
+
+    def build(self, input_shape):
+        self.mean = self.add_weight(name="mean", shape=(input_shape[-1],), initializer="zeros",
+                                    trainable=False)
+        self.scale = self.add_weight(name="scale", shape=(), initializer="ones", trainable=False)
+
+    def set_statistics(self, features) -> None:
+        import numpy as np
+
+        features = np.asarray(features, dtype=np.float64)
+        spread = float(np.sqrt(features.var(axis=0).mean()))
+        self.mean.assign(features.mean(axis=0).astype("float32"))
+        self.scale.assign(1.0 / max(spread, 1e-12))
+
+    def call(self, features):
+        return (features - ops.cast(self.mean, features.dtype)) * ops.cast(self.scale, features.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@dataclass
+class TransferModel:
+    """The parts of one classifier; all share the same layer objects.
+
+    Attributes:
+        model: uint8 images -> class scores (softmax), what is trained in the
+            fine-tuning stage and saved.
+        backbone: the backbone (a Keras application without its top).
+        head: backbone features -> class scores; trained alone on cached
+            features in the frozen stage, and so trains ``model`` too.
+        features: uint8 images -> backbone features, for the feature cache.
+    """
+
+    model: keras.Model
+    backbone: keras.Model
+    head: keras.Model
+    features: keras.Model
+
+
+FEATURE_SCALING = "feature_scaling"
+
+
+def build_head(feature_dim: int, num_classes: int, units: int = 256, dropout: float = 0.3) -> keras.Model:
+    """FeatureScaling -> Dropout -> Dense(units, relu) -> Dropout -> Dense(num_classes, softmax).
+
+    ``units=0`` leaves the hidden layer out. The first layer centres and
+    scales the features with statistics of the training images' features
+    (:func:`adapt_head`): backbones give features of very different scales
+    (tiny ones when randomly initialised), and the learning rate then means
+    the same for all of them.
+    """
+    inputs = keras.Input((feature_dim,), name="features")
+    x = FeatureScaling(name=FEATURE_SCALING)(inputs)
+    if units:
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="head_dropout_1")(x)
+        x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def adapt_head(head: keras.Model, train_features) -> None:
+    """Set the head's feature scaling from the training images' backbone features."""
+    head.get_layer(FEATURE_SCALING).set_statistics(train_features)
+
+
+def export_model(model: keras.Model) -> keras.Model:
+    """An uncompiled model sharing ``model``'s layers: what is saved (no optimizer state)."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: int,
+                         image_size: tuple | None = None, weights: str | None = None,
+                         head_units: int = 256, dropout: float = 0.3) -> TransferModel:
+    """Build the classifier for images of ``image_shape`` (height, width, channels).
+
+    ``image_size`` (height, width) is what the backbone sees (the images are
+    resized inside the model); ``None`` keeps the images' own size.
+    ``weights`` is the backbone builder's ``weights`` argument (``None``,
+    ``"imagenet"`` or a file path).
+
+    Raises:
+        TransferError: a size below the backbone's minimum, or a weights file
+            that does not fit the backbone.
+    """
+    height, width, channels = (int(s) for s in image_shape)
+    image_size = tuple(image_size) if image_size else (height, width)
+    check_image_size(spec, image_size)
+    backbone_channels = spec.channels or channels
+    try:
+        backbone = spec.builder((*image_size, backbone_channels), weights)
+    except Exception as exc:
+        if weights not in (None, "imagenet"):
+            raise TransferError(f"--weights {weights}: does not fit backbone {spec.name!r} "
+                                f"({type(exc).__name__}: {exc})") from exc
+        if weights == "imagenet":
+            raise TransferError(f"loading the ImageNet weights of {spec.name!r} failed "
+                                f"({type(exc).__name__}: {exc})") from exc
+        raise
+    inputs = keras.Input((height, width, channels), dtype="uint8", name="image")
+    x = BackbonePreprocessing(spec.preprocess, image_size, rgb=backbone_channels == 3 and channels == 1,
+                              name="preprocess")(inputs)
+    # Pretrained backbones always run in inference mode; one trained from scratch
+    # (pretrained=False) follows the training flag, so its BatchNorm layers learn.
+    features = InferenceMode(backbone, name="backbone")(x) if spec.pretrained else backbone(x)
+    head = build_head(int(features.shape[-1]), num_classes, head_units, dropout)
+    outputs = head(features)
+    model = keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+    feature_model = keras.Model(inputs, features, name=f"{spec.name}_features")
+    return TransferModel(model=model, backbone=backbone, head=head, features=feature_model)
+
+
+def is_batch_norm(layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def weighted_layers(backbone: keras.Model, freeze_batch_norm: bool = True) -> list:
+    """Layers of ``backbone`` with trainable parameters, bottom to top (BatchNorm excluded by default).
+
+    These are what ``--unfreeze N`` counts: the top N of them are opened.
+    """
+    was_trainable = [layer.trainable for layer in backbone.layers]
+    for layer in backbone.layers:  # trainable_weights is empty for a frozen layer
+        layer.trainable = True
+    found = [layer for layer in backbone.layers
+             if layer.trainable_weights and not (freeze_batch_norm and is_batch_norm(layer))]
+    for layer, trainable in zip(backbone.layers, was_trainable):
+        layer.trainable = trainable
+    return found
+
+
+def layers_to_unfreeze(backbone: keras.Model, mode: str, unfreeze: int = 0,
+                       freeze_batch_norm: bool = True) -> list:
+    """The layers a fine-tuning ``mode`` (frozen, partial, full) opens; checks ``unfreeze``."""
+    if mode == "frozen":
+        return []
+    candidates = weighted_layers(backbone, freeze_batch_norm)
+    if mode == "full":
+        return candidates
+    if unfreeze > len(candidates):
+        raise TransferError(f"--unfreeze {unfreeze}: backbone {backbone.name!r} has only "
+                            f"{len(candidates)} layers with weights"
+                            + (" (BatchNorm not counted)" if freeze_batch_norm else "")
+                            + f"; use --unfreeze {len(candidates)} or --fine-tune full")
+    return candidates[-unfreeze:]
+
+
+def set_trainable(backbone: keras.Model, mode: str, unfreeze: int = 0, freeze_batch_norm: bool = True) -> list[str]:
+    """Freeze ``backbone`` except what ``mode`` opens; BatchNorm stays frozen unless told otherwise.
+
+    ``mode``: ``"frozen"`` (nothing), ``"partial"`` (the top ``unfreeze``
+    layers with weights, see :func:`weighted_layers`) or ``"full"`` (every
+    layer but BatchNorm). ``freeze_batch_norm=False`` (backbones trained from
+    scratch) counts and opens BatchNorm layers like the others. Returns the
+    names of the opened layers. Recompile the model afterwards.
+    """
+    opened = layers_to_unfreeze(backbone, mode, unfreeze, freeze_batch_norm)
+    opened_ids = {id(layer) for layer in opened}
+    backbone.trainable = bool(opened)
+    # Layer by layer as well: Keras' TensorFlow backend skips assigning an
+    # attribute the value it already has (its `self.x = self.x` short cut), so
+    # the model-level assignment does not always reach the layers.
+    for layer in backbone.layers:
+        layer.trainable = id(layer) in opened_ids
+    return [layer.name for layer in opened]

@@ -1,0 +1,95 @@
+"""Score images with a saved run: ``model.keras`` plus ``classes.json`` beside it.
+
+Example::
+
+    from transfer.predict import predict_images
+    table = predict_images("runs/vgg19-rmsprop/model.keras", ["new_images/"])
+    table[["path", "predicted_class"]]
+
+The model holds its own preprocessing, so it takes the PNGs as they are
+(uint8, the size and channel count of the training images).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from transfer.data import check_images, make_tf_dataset
+from transfer.errors import TransferError
+from transfer.report import predictions_table
+
+
+def collect_images(inputs: list) -> list[Path]:
+    """PNG files named in ``inputs``: files as given, folders searched recursively (sorted)."""
+    paths: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
+            if not found:
+                raise TransferError(f"{item}: folder holds no PNG images")
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise TransferError(f"{item}: no such file or folder")
+    if not paths:
+        raise TransferError("no images given")
+    return paths
+
+
+def read_classes(model_path: str | os.PathLike) -> dict:
+    """``classes.json`` beside ``model_path``: class names in score order and the image shape."""
+    path = Path(model_path).with_name("classes.json")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise TransferError(f"{path}: not found; predict needs the classes.json that training writes "
+                            "beside model.keras") from None
+    except json.JSONDecodeError as exc:
+        raise TransferError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("classes"), list):
+        raise TransferError(f"{path}: expected {{\"classes\": [...], ...}}")
+    return info
+
+
+def load_model(model_path: str | os.PathLike):
+    """Load a run's ``model.keras`` (safe mode: no arbitrary code)."""
+    import keras
+
+    import transfer.model  # noqa: F401  registers the custom layers for deserialisation
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise TransferError(f"--model {model_path}: no such file")
+    try:
+        return keras.saving.load_model(model_path, safe_mode=True)
+    except Exception as exc:
+        raise TransferError(f"--model {model_path}: cannot load it as a Keras model ({exc})") from exc
+
+
+def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int = 64, model=None):
+    """Scores of every image: a DataFrame with ``path``, ``score_<class>`` per class, ``predicted_class``.
+
+    ``paths`` are PNG files or folders of them. ``model`` may be passed
+    already loaded (it must be the one at ``model_path``).
+    """
+    if model is None and not Path(model_path).is_file():
+        raise TransferError(f"--model {model_path}: no such file")
+    class_names = read_classes(model_path)["classes"]
+    files = collect_images(paths)
+    shape = check_images(files)
+    model = model or load_model(model_path)
+    expected = tuple(model.input_shape[1:])
+    if shape != expected:
+        raise TransferError(f"images are {shape[0]}x{shape[1]} px with {shape[2]} channel(s), but "
+                            f"{model_path} takes {expected[0]}x{expected[1]} px with {expected[2]}")
+    if model.output_shape[-1] != len(class_names):
+        raise TransferError(f"{model_path} gives {model.output_shape[-1]} scores but classes.json "
+                            f"names {len(class_names)} classes")
+    dataset = make_tf_dataset([str(p) for p in files], None, shape[2], batch_size, cache=False)
+    scores = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
+    return predictions_table(files, scores, class_names)

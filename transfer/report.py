@@ -1,0 +1,289 @@
+"""Metrics, plots and the one-page report of a run.
+
+The metric and plot functions are pure functions of ``(y_true, scores,
+class_names)`` (integer labels, an ``(n, classes)`` array of class scores,
+names in label order), so they serve image runs, HDF5 arrays and ensembles
+alike. For two classes the second one is the *signal* (positive) class: order
+the classes ``background,signal`` with ``--classes``.
+
+Plots use matplotlib's Agg canvas directly (no pyplot, no global backend
+change), so they work headless and inside notebooks alike.
+
+Files written by :func:`write_run_report` into a run folder: ``metrics.json``,
+``predictions.csv`` (test split), ``confusion_matrix.csv``/``.png``,
+``roc.png``, ``history.csv``, ``training_curves.png``, ``report.md``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Score columns of predictions.csv are ``score_<class>``.
+SCORE_PREFIX = "score_"
+
+
+@dataclass
+class SplitScores:
+    """Model scores on one split: image paths, true labels, ``(n, classes)`` scores."""
+
+    paths: list
+    y_true: np.ndarray
+    scores: np.ndarray
+
+
+def _finite(value):
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def roc_auc(y_true, scores, class_names):
+    """ROC AUC: one number for two classes (signal = second class); else one-vs-rest per class, macro, micro.
+
+    A class without both positive and negative events in ``y_true`` has AUC
+    ``None`` and is left out of the macro average.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    n = len(class_names)
+
+    def auc(truth, score):
+        return float(roc_auc_score(truth, score)) if 0 < truth.sum() < len(truth) else None
+
+    if n == 2:
+        return auc(y_true == 1, scores[:, 1])
+    per_class = {name: auc(y_true == k, scores[:, k]) for k, name in enumerate(class_names)}
+    defined = [v for v in per_class.values() if v is not None]
+    onehot = np.eye(n)[y_true]
+    micro = auc(onehot.ravel().astype(bool), scores.ravel())
+    return {"per_class": per_class, "macro": float(np.mean(defined)) if defined else None, "micro": micro}
+
+
+def classification_metrics(y_true, scores, class_names) -> dict:
+    """Accuracy, cross-entropy loss, ROC AUC, per-class precision/recall/F1, events per class, confusion."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = list(range(len(class_names)))
+    y_pred = scores.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n_events": int(len(y_true)),
+        "events_per_class": dict(zip(class_names, map(int, support))),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        # softmax outputs in float32 sum to 1 only to ~1e-7; sklearn wants them exact
+        "loss": _finite(log_loss(y_true, scores / scores.sum(axis=1, keepdims=True), labels=labels)),
+        "roc_auc": roc_auc(y_true, scores, class_names),
+        "precision": dict(zip(class_names, map(float, precision))),
+        "recall": dict(zip(class_names, map(float, recall))),
+        "f1": dict(zip(class_names, map(float, f1))),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def predictions_table(paths, scores, class_names, y_true=None):
+    """Rows of ``predictions.csv``: path, true_class (when ``y_true`` is given), ``score_<class>``, predicted_class."""
+    import pandas as pd
+
+    scores = np.asarray(scores)
+    table = pd.DataFrame({"path": [str(p) for p in paths]})
+    if y_true is not None:
+        table["true_class"] = [class_names[i] for i in y_true]
+    for k, name in enumerate(class_names):
+        table[SCORE_PREFIX + name] = scores[:, k]
+    table["predicted_class"] = [class_names[i] for i in scores.argmax(axis=1)]
+    return table
+
+
+def confusion_table(y_true, y_pred, class_names):
+    """Confusion matrix as a table: rows ``kind`` = count / fraction (of the true class) x true class."""
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    rows = []
+    for kind, matrix in (("count", counts), ("fraction_of_true_class", fractions)):
+        for name, values in zip(class_names, matrix):
+            rows.append({"kind": kind, "true_class": name,
+                         **{f"predicted_{c}": v for c, v in zip(class_names, values)}})
+    return pd.DataFrame(rows)
+
+
+def _figure(ncols: int = 1, width: float = 6.0, height: float = 5.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * ncols, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(1, ncols, squeeze=False)[0]
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confusion matrix") -> Path:
+    """Counts and fractions of the true class side by side, class names on both axes."""
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, axes = _figure(2, 5.5, 4.8)
+    for ax, matrix, label, fmt in ((axes[0], counts, "events", "{:d}"),
+                                   (axes[1], fractions, "fraction of true class", "{:.2f}")):
+        image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(matrix.max(), 1e-9))
+        figure.colorbar(image, ax=ax, label=label)
+        ticks = range(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=30, ha="right")
+        ax.set_yticks(ticks, class_names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{title} ({label})")
+        for i in ticks:
+            for j in ticks:
+                value = matrix[i, j]
+                ax.text(j, i, fmt.format(int(value) if fmt == "{:d}" else value), ha="center", va="center",
+                        color="white" if value > matrix.max() / 2 else "black")
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one class vs the rest)") -> Path:
+    """One ROC curve per class with its AUC; for two classes also rejection vs signal efficiency."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    binary = len(class_names) == 2
+    figure, axes = _figure(2 if binary else 1)
+    ax = axes[0]
+    for k, name in enumerate(class_names):
+        truth = y_true == k
+        if not 0 < truth.sum() < len(truth):
+            continue
+        fpr, tpr, _ = roc_curve(truth, scores[:, k])
+        ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(truth, scores[:, k]):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance (AUC = 0.5)")
+    ax.set(xlabel="false positive rate (fraction of other-class events accepted)",
+           ylabel="true positive rate (fraction of class events accepted)", title=title,
+           xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    if binary:
+        ax = axes[1]
+        truth = y_true == 1
+        if 0 < truth.sum() < len(truth):
+            fpr, tpr, _ = roc_curve(truth, scores[:, 1])
+            keep = fpr > 0
+            ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal = {class_names[1]}, "
+                                                       f"background = {class_names[0]}")
+            ax.legend(loc="upper right")
+        ax.set_yscale("log")
+        ax.set(xlabel=f"signal efficiency (fraction of {class_names[1]} events accepted)",
+               ylabel="background rejection 1 / FPR", title="Background rejection vs signal efficiency",
+               xlim=(0, 1))
+        ax.grid(alpha=0.3, which="both")
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_training_curves(history, path, title: str = "Training curves") -> Path:
+    """Loss and accuracy per epoch, training and validation; the start of fine-tuning and the kept epoch marked."""
+    figure, axes = _figure(2, 6.0, 4.5)
+    epochs = history["epoch"].to_numpy()
+    stages = history["stage"].to_numpy()
+    boundary = next((e for e, s in zip(epochs, stages) if s == "fine-tune"), None)
+    for ax, metric, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy")):
+        for prefix, name, style in (("", "training", "-"), ("val_", "validation", "--")):
+            if prefix + metric in history:
+                ax.plot(epochs, history[prefix + metric], style, marker="o", ms=3, label=name)
+        if boundary is not None:
+            ax.axvline(boundary - 0.5, color="grey", ls=":", label="fine-tuning starts")
+        if "val_loss" in history and history["val_loss"].notna().any() and "val_" + metric in history:
+            best = int(history["val_loss"].to_numpy().argmin())
+            ax.plot(epochs[best], history["val_" + metric].iloc[best], "*", ms=14, color="crimson",
+                    label="kept: lowest validation loss")
+        ax.set(xlabel="epoch (both stages)", ylabel=label, title=f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _macro_auc(auc) -> float | None:
+    return auc.get("macro") if isinstance(auc, dict) else auc
+
+
+def report_markdown(metrics: dict, class_names: list[str]) -> str:
+    """The one-page ``report.md``: settings, data, numbers and the figures."""
+    weights = metrics["weights_used"]
+    if metrics.get("weights_reason"):
+        weights += f" (**random initialisation, not transfer learning**: {metrics['weights_reason']})"
+    timing = metrics.get("timing", {})
+    lines = [
+        f"# Transfer-learning run: {metrics['backbone']}",
+        "",
+        "| setting | value |", "|---|---|",
+        f"| backbone | {metrics['backbone']} |",
+        f"| weights | {weights} |",
+        f"| fine-tuning | {metrics['fine_tune']} ({len(metrics.get('opened_layers', []))} backbone layers opened) |",
+        f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} (head), {metrics['fine_tune_lr']:g} (fine-tuning) |",
+        f"| images | {'x'.join(map(str, metrics['image_shape']))} px, seen by the backbone at "
+        f"{'x'.join(map(str, metrics['image_size']))} |",
+        f"| best epoch (lowest validation loss) | {metrics['best']['stage']} stage, epoch {metrics['best']['epoch']} |",
+        f"| time | {timing.get('total_s', 0):.0f} s in all |",
+        "",
+        "## Data (events per class)", "",
+        "| split | " + " | ".join(class_names) + " |", "|---|" + "---|" * len(class_names),
+    ]
+    for split, counts in metrics["events_per_class"].items():
+        lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in class_names) + " |")
+    lines += ["", "## Results", "", "| split | accuracy | loss | ROC AUC" +
+              (" (macro)" if len(class_names) > 2 else "") + " |", "|---|---|---|---|"]
+    for split in ("validation", "test"):
+        m = metrics[split]
+        lines.append(f"| {split} | {_fmt(m['accuracy'])} | {_fmt(m['loss'])} | {_fmt(_macro_auc(m['roc_auc']))} |")
+    test = metrics["test"]
+    lines += ["", "Test split, per class:", "", "| class | events | precision | recall |", "|---|---|---|---|"]
+    for name in class_names:
+        lines.append(f"| {name} | {test['events_per_class'][name]} | {_fmt(test['precision'][name])} | "
+                     f"{_fmt(test['recall'][name])} |")
+    lines += ["", "## Figures", "",
+              "![Confusion matrix (test split)](confusion_matrix.png)", "",
+              "![ROC curves (test split)](roc.png)", "",
+              "![Training curves](training_curves.png)", "",
+              "Files: `metrics.json`, `predictions.csv` (test split), `confusion_matrix.csv`, `history.csv`, "
+              "`model.keras` (takes raw uint8 images), `classes.json`, `config.yaml` (reproduce with "
+              "`python -m transfer --config config.yaml --out NEW`).", ""]
+    return "\n".join(lines)
+
+
+def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScores], history, info: dict) -> dict:
+    """Write every report file of a run into ``folder``; return the metrics (``metrics.json``).
+
+    ``splits`` holds the ``validation`` and ``test`` scores; ``info`` is
+    merged into the metrics (backbone, weights_used, timing, ...).
+    """
+    folder = Path(folder)
+    metrics = {**info, "classes": list(class_names)}
+    for split, s in splits.items():
+        metrics[split] = classification_metrics(s.y_true, s.scores, class_names)
+    test = splits["test"]
+    predictions_table(test.paths, test.scores, class_names, test.y_true).to_csv(
+        folder / "predictions.csv", index=False, float_format="%.9g")
+    y_pred = np.asarray(test.scores).argmax(axis=1)
+    confusion_table(test.y_true, y_pred, class_names).to_csv(folder / "confusion_matrix.csv", index=False,
+                                                            float_format="%.6g")
+    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / "confusion_matrix.png",
+                          "Test split")
+    plot_roc(test.y_true, test.scores, class_names, folder / "roc.png", "Test split ROC (one vs rest)")
+    history.to_csv(folder / "history.csv", index=False, float_format="%.6g")
+    plot_training_curves(history, folder / "training_curves.png", f"{info.get('backbone', '')} training")
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (folder / "report.md").write_text(report_markdown(metrics, class_names), encoding="utf-8")
+    return metrics

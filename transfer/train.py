@@ -1,0 +1,380 @@
+"""Two-stage transfer training: the head on a frozen backbone, then fine-tuning.
+
+Stage 1 ("head"): the backbone is frozen and runs in inference mode. Its
+outputs do not change between epochs, so unless images are augmented on the
+fly they are computed once per image (the *feature cache*) and the head is
+trained on them alone; the head's layers are the full model's, so the full
+model is trained too.
+
+Stage 2 ("fine-tune", unless ``fine_tune="frozen"``): the chosen backbone
+layers are opened (BatchNorm stays frozen and in inference mode) and the whole
+model is trained at ``lr * fine_tune_lr_factor`` with a fresh optimizer.
+Backbones registered with ``pretrained=False`` (trained from scratch) are the
+exception: they follow the training flag and their BatchNorm layers learn.
+
+Both stages stop early on a validation-loss plateau (``patience``), reduce
+the learning rate on a shorter plateau, and the weights with the lowest
+validation loss over both stages are the ones kept and saved.
+
+Example (a notebook)::
+
+    from transfer.config import TrainConfig
+    from transfer.train import run_training
+    result = run_training(TrainConfig(data="images/", backbone="vgg19", optimizer="rmsprop",
+                                      out="runs/vgg19-rmsprop"))
+    result.metrics["test"]["accuracy"]
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imgen._version import __version__
+from transfer.backbones import BackboneSpec, check_image_size, get_backbone
+from transfer.config import TrainConfig, save_config
+from transfer.data import ImageDataset, load_image_dataset, make_tf_dataset
+from transfer.files import check_output_folder, staged_folder
+from transfer.report import SplitScores, write_run_report
+from transfer.weights import ResolvedWeights, resolve_weights
+
+log = logging.getLogger(__name__)
+
+LOSS = "sparse_categorical_crossentropy"
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_training` returns; everything is also in ``out_dir``.
+
+    Attributes:
+        out_dir: the run folder.
+        metrics: the content of ``metrics.json``.
+        history: one row per epoch of both stages (``history.csv``).
+        class_names: class names in label order.
+        weights: how the backbone was initialised.
+        opened_layers: backbone layers trained in the fine-tuning stage.
+    """
+
+    out_dir: Path
+    metrics: dict
+    history: "object"  # pandas.DataFrame
+    class_names: list[str]
+    weights: ResolvedWeights
+    opened_layers: list[str] = field(default_factory=list)
+
+    @property
+    def model_path(self) -> Path:
+        return self.out_dir / "model.keras"
+
+
+def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple | None) -> tuple[int, int]:
+    """The (height, width) the backbone sees: ``requested``, or the images' own size.
+
+    Either way, a size below the backbone's minimum is an error that says to
+    pass a larger ``--image-size`` (the images are then resized inside the model).
+    """
+    size = tuple(requested) if requested else tuple(image_shape[:2])
+    check_image_size(spec, size)
+    return size
+
+
+def mixed_precision_policy(mode: str) -> str:
+    """``"mixed_float16"`` or ``"float32"`` for ``--mixed-precision auto|on|off`` (auto: on with a GPU)."""
+    import tensorflow as tf
+
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if mode == "on" and not has_gpu:
+        log.warning("--mixed-precision on without a GPU: float16 is slow on CPUs")
+    return "mixed_float16" if mode == "on" or (mode == "auto" and has_gpu) else "float32"
+
+
+def make_strategy(name: str):
+    """The ``tf.distribute`` strategy for ``--distribute none|mirrored|multiworker``.
+
+    ``multiworker`` reads the cluster from ``TF_CONFIG`` (one local worker
+    without it). ``batch_size`` is the global batch, split across replicas.
+    """
+    import tensorflow as tf
+
+    strategies = {
+        "none": tf.distribute.get_strategy,
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
+    }
+    return strategies[name]()
+
+
+def _jit_compile(mode: str):
+    return {"auto": "auto", "on": True, "off": False}[mode]
+
+
+def _callbacks(config: TrainConfig, keeper, recorder):
+    import keras
+
+    callbacks = [keeper, recorder]
+    if config.patience:
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                              patience=max(1, config.patience // 2), min_lr=1e-7),
+        ]
+    return callbacks
+
+
+def _keras_callbacks():
+    """Callback classes (defined lazily: they subclass keras.callbacks.Callback)."""
+    import keras
+
+    class KeepBest(keras.callbacks.Callback):
+        """Keep the weights with the lowest val_loss, starting from a given best; restore them at the end."""
+
+        def __init__(self, best: float = np.inf, weights=None, where=None):
+            super().__init__()
+            self.best, self.best_weights, self.where = best, weights, where
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss")
+            if loss is not None and loss < self.best:
+                self.best, self.best_weights, self.where = float(loss), self.model.get_weights(), epoch
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    class EpochRecorder(keras.callbacks.Callback):
+        """Per-epoch logs plus learning rate and seconds, for history.csv."""
+
+        def __init__(self, stage: str):
+            super().__init__()
+            self.stage, self.rows = stage, []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"stage": self.stage, "stage_epoch": epoch + 1}
+            row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
+            row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            row["seconds"] = time.perf_counter() - self._start
+            self.rows.append(row)
+
+    return KeepBest, EpochRecorder
+
+
+def extract_features(feature_model, dataset) -> np.ndarray:
+    """Backbone outputs for every image of ``dataset`` (inference mode, one pass)."""
+    return np.asarray(feature_model.predict(dataset, verbose=0), dtype=np.float32)
+
+
+def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int):
+    """``tf.data`` of cached (features, label) batches, shuffled like the image pipeline."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((features, np.asarray(labels, dtype=np.int64)))
+    if shuffle:
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _warn_if_constant(features: np.ndarray, backbone: str, weights_used: str) -> None:
+    """Warn when the backbone's outputs hardly differ between images: the head cannot learn then.
+
+    The head rescales features whatever their size, so what matters is their
+    spread relative to their magnitude (float rounding), not their absolute size.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    spread = float(np.sqrt(features.var(axis=0).mean())) if len(features) > 1 else 1.0
+    magnitude = float(np.sqrt(np.mean(features ** 2)))
+    if spread <= 1e-4 * magnitude or spread == 0.0:
+        log.warning("the %s features hardly vary between images (spread %.2g, magnitude %.2g): the head "
+                    "cannot learn from them%s", backbone, spread, magnitude,
+                    " (a randomly initialised backbone whose BatchNorm layers keep their initial "
+                    "statistics; use ImageNet weights, or vgg16/vgg19 when training from random "
+                    "initialisation)" if weights_used == "none" else "")
+
+
+def _check_before_training(config: TrainConfig) -> tuple[BackboneSpec, ImageDataset, tuple, Path]:
+    spec = get_backbone(config.backbone)
+    out = Path(config.out or config.default_out())
+    check_output_folder(out, config.overwrite)
+    images = load_image_dataset(config.data, config.classes, config.split, config.seed)
+    image_size = resolve_image_size(spec, images.image_shape, config.image_size)
+    return spec, images, image_size, out
+
+
+def run_training(config: TrainConfig) -> RunResult:
+    """Train, evaluate and report one configuration; write its run folder.
+
+    Every input problem (data, options, weights, sizes, ``--unfreeze``) raises
+    :class:`~transfer.errors.TransferError` before training starts.
+    """
+    spec, images, image_size, out = _check_before_training(config)
+    weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
+    import keras
+
+    previous_policy = keras.config.dtype_policy().name
+    try:
+        keras.config.set_dtype_policy(mixed_precision_policy(config.mixed_precision))
+        with staged_folder(out, config.overwrite) as staging:
+            return _train_in(staging, out, config, spec, images, image_size, weights)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec, images: ImageDataset,
+              image_size: tuple, weights: ResolvedWeights) -> RunResult:
+    import keras
+
+    from transfer.model import build_transfer_model, layers_to_unfreeze
+
+    started = time.perf_counter()
+    timing: dict[str, float] = {}
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.distribute)
+    with strategy.scope():
+        parts = build_transfer_model(spec, images.image_shape, len(images.class_names), image_size,
+                                     weights.keras_arg, config.head_units, config.dropout)
+    layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
+    channels = images.image_shape[2]
+    train_images = make_tf_dataset(images.paths("train"), images.labels("train"), channels, config.batch_size,
+                                   shuffle=True, seed=config.seed, augment=config.augment_on_the_fly)
+    val_images = make_tf_dataset(images.paths("validation"), images.labels("validation"), channels,
+                                 config.batch_size)
+    stages = _Stages(config, spec, parts, strategy, train_images, val_images, timing)
+    stages.train_head(images, weights.used)
+    opened = stages.fine_tune()
+    history = history_frame(stages.rows)
+
+    stage_start = time.perf_counter()
+    splits = {}
+    for split in ("validation", "test"):
+        data = val_images if split == "validation" else make_tf_dataset(
+            images.paths("test"), images.labels("test"), channels, config.batch_size)
+        splits[split] = SplitScores(paths=images.relative_paths(split), y_true=images.labels(split),
+                                    scores=np.asarray(parts.model.predict(data, verbose=0), np.float64))
+    timing["evaluation_s"] = time.perf_counter() - stage_start
+    timing["total_s"] = time.perf_counter() - started
+    info = {
+        "backbone": spec.name, "weights_used": weights.used, "weights_reason": weights.reason,
+        "weights_file": weights.file, "fine_tune": config.fine_tune, "optimizer": config.optimizer,
+        "lr": config.lr, "fine_tune_lr": config.lr * config.fine_tune_lr_factor,
+        "image_shape": list(images.image_shape), "image_size": list(image_size),
+        "feature_cache": config.uses_feature_cache, "augment_on_the_fly": config.augment_on_the_fly,
+        "opened_layers": opened, "best": stages.best, "split_source": images.split_source,
+        "events_per_class": images.counts(), "timing": timing, "hepvision_version": __version__,
+    }
+    metrics = _write_run(staging, out, config, images, image_size, weights, parts, splits, history, info)
+    log.info("run written to %s (test accuracy %.3f)", out, metrics["test"]["accuracy"])
+    return RunResult(out_dir=out, metrics=metrics, history=history, class_names=images.class_names,
+                     weights=weights, opened_layers=opened)
+
+
+def history_frame(rows: list[dict]):
+    """history.csv as a DataFrame: a global ``epoch`` column first, then the per-epoch records."""
+    import pandas as pd
+
+    history = pd.DataFrame(rows)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    return history
+
+
+class _Stages:
+    """The two training stages of one run, and what they leave: epoch records, best val_loss, timing."""
+
+    def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, strategy, train_images, val_images,
+                 timing: dict):
+        self.config, self.spec, self.parts, self.strategy = config, spec, parts, strategy
+        self.train_images, self.val_images, self.timing = train_images, val_images, timing
+        self.KeepBest, self.EpochRecorder = _keras_callbacks()
+        self.rows: list[dict] = []
+        self.keeper = None
+        self.best: dict = {}
+
+    def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
+        from transfer.optimizers import make_optimizer
+
+        recorder = self.EpochRecorder(stage)
+        with self.strategy.scope():
+            target.compile(optimizer=make_optimizer(self.config.optimizer, learning_rate), loss=LOSS,
+                           metrics=["accuracy"], jit_compile=_jit_compile(self.config.xla))
+        target.fit(train_data, validation_data=val_data, epochs=epochs, verbose=self.config.verbose,
+                   shuffle=False, callbacks=_callbacks(self.config, keeper, recorder))
+        self.rows += recorder.rows
+        self.keeper = keeper
+        return len(recorder.rows)
+
+    def train_head(self, images: ImageDataset, weights_used: str) -> None:
+        """Stage 1: the head on the frozen backbone, on cached features unless augmenting on the fly."""
+        from transfer.model import adapt_head, set_trainable
+
+        config, parts = self.config, self.parts
+        set_trainable(parts.backbone, "frozen")
+        started = time.perf_counter()
+        y_train, y_val = images.labels("train"), images.labels("validation")
+        unshuffled = make_tf_dataset(images.paths("train"), y_train, images.image_shape[2], config.batch_size)
+        train_features = extract_features(parts.features, unshuffled)
+        _warn_if_constant(train_features, self.spec.name, weights_used)
+        with self.strategy.scope():
+            adapt_head(parts.head, train_features)
+        if config.uses_feature_cache:
+            val_features = extract_features(parts.features, self.val_images)
+            self.timing["feature_extraction_s"] = time.perf_counter() - started
+            target = parts.head
+            train_data = feature_dataset(train_features, y_train, config.batch_size, True, config.seed)
+            val_data = feature_dataset(val_features, y_val, config.batch_size, False, config.seed)
+        else:
+            target, train_data, val_data = parts.model, self.train_images, self.val_images
+        epochs = self._fit(target, config.lr, "head", train_data, val_data, config.epochs, self.KeepBest())
+        self.timing["head_stage_s"] = time.perf_counter() - started
+        self.timing["head_stage_images_per_s"] = len(y_train) * epochs / self.timing["head_stage_s"]
+        self.best = {"stage": "head", "epoch": (self.keeper.where or 0) + 1, "val_loss": self.keeper.best}
+
+    def fine_tune(self) -> list[str]:
+        """Stage 2 (unless frozen): open the chosen layers, train everything at the lower rate.
+
+        Starts from the best head-stage weights; if no fine-tuning epoch beats
+        their validation loss, they are what the run keeps.
+        """
+        from transfer.model import is_batch_norm, set_trainable
+
+        config, spec, parts = self.config, self.spec, self.parts
+        if config.fine_tune == "frozen" or not config.fine_tune_epochs:
+            return []
+        started = time.perf_counter()
+        keeper = self.KeepBest(best=self.keeper.best, weights=parts.model.get_weights())
+        opened = set_trainable(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)
+        rate = config.lr * config.fine_tune_lr_factor
+        shown = ", ".join(opened) if len(opened) <= 4 else f"{opened[0]}, ..., {opened[-1]}"
+        frozen_bn = spec.pretrained and any(is_batch_norm(layer) for layer in parts.backbone.layers)
+        log.info("fine-tuning %d backbone layer(s) (%s) at learning rate %g%s", len(opened), shown, rate,
+                 ", BatchNorm layers frozen in inference mode" if frozen_bn else "")
+        self._fit(parts.model, rate, "fine-tune", self.train_images, self.val_images, config.fine_tune_epochs,
+                  keeper)
+        self.timing["fine_tune_stage_s"] = time.perf_counter() - started
+        if keeper.where is not None:
+            self.best = {"stage": "fine-tune", "epoch": keeper.where + 1, "val_loss": keeper.best}
+        return opened
+
+
+def _write_run(staging: Path, out: Path, config: TrainConfig, images: ImageDataset, image_size: tuple,
+               weights: ResolvedWeights, parts, splits: dict, history, info: dict) -> dict:
+    """Everything of a run folder: model, classes, split, resolved config, report files; returns the metrics."""
+    from transfer.model import export_model
+
+    export_model(parts.model).save(staging / "model.keras")
+    (staging / "classes.json").write_text(json.dumps(
+        {"classes": images.class_names, "ids": {c: i for i, c in enumerate(images.class_names)},
+         "image_shape": list(images.image_shape)}, indent=2) + "\n", encoding="utf-8")
+    (staging / "split.csv").write_text(images.split_table(), encoding="utf-8")
+    recorded = {"weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
+                "hepvision_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    # overwrite is not carried over: re-running this file must never replace this run
+    resolved = TrainConfig(**{**config.to_dict(), "out": str(out), "classes": images.class_names,
+                              "image_size": list(image_size), "overwrite": False})
+    save_config(resolved, staging / "config.yaml", recorded)
+    return write_run_report(staging, images.class_names, splits, history, info)
