@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_output", help="working folder (default: %(default)s)")
-    parser.add_argument("--events", type=int, default=400, help="events per class (default: %(default)s)")
+    parser.add_argument("--events", type=int, default=800, help="events per class (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="image size in pixels (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of the head stage (default: %(default)s)")
     parser.add_argument("--fine-tune-epochs", type=int, default=2,
