@@ -434,7 +434,7 @@ class ArrayDataset:
             bad = (ids < 0) | (ids >= k)
             if bad.any():
                 j = int(np.flatnonzero(bad)[0])
-                raise ArrayDataError(f"{_where(part.path, self.source.y_key)}: label {raw[j]!r} of event "
+                raise ArrayDataError(f"{_where(part.path, self.source.y_key)}: label {raw[j].item()!r} of event "
                                      f"{start + j} is outside the class list {list(self.classes)} "
                                      f"(expected ids 0..{k - 1})")
             out[start:start + len(ids)] = ids

@@ -1,10 +1,12 @@
-"""``python -m transfer``: train (default), ``predict``, ``fetch-weights``.
+"""``python -m transfer``: train (default), ``predict``, ``lr-find``, ``ensemble``, ``fetch-weights``.
 
 Only argument parsing lives here; the work is done by
-:func:`transfer.train.run_training`, :func:`transfer.predict.predict_images`
-and :func:`transfer.weights.fetch_weights`, which a notebook calls with the
-same names. TensorFlow is imported only once a command runs, so ``--help``
-is instant.
+:func:`transfer.experiments.run_experiment` (a run, ``--folds`` or
+``--train-fraction``), :func:`transfer.predict.predict`,
+:func:`transfer.lr_find.lr_find`, :func:`transfer.ensemble.ensemble_runs` and
+:func:`transfer.weights.fetch_weights`, which a notebook calls with the same
+names. TensorFlow is imported only once a command runs, so ``--help`` is
+instant.
 """
 from __future__ import annotations
 
@@ -15,28 +17,47 @@ import sys
 
 from imgen._version import __version__
 from transfer.backbones import BACKBONES, format_backbone_table
-from transfer.config import (AUTO_ON_OFF, DISTRIBUTE, FINE_TUNE_MODES, ON_MISSING_WEIGHTS, TrainConfig,
-                             load_config)
+from transfer.config import (AUTO_ON_OFF, CLASS_WEIGHTS, DISTRIBUTE, FINE_TUNE_MODES, ON_MISSING_WEIGHTS, SCALES,
+                             TrainConfig, load_config)
 from transfer.errors import TransferError
 from transfer.optimizers import OPTIMIZERS
 
 PROG = "python -m transfer"
 DEFAULTS = TrainConfig.__dataclass_fields__
+COMPACT = ", ".join(sorted(name for name, spec in BACKBONES.items() if not spec.pretrained))
 
 EXAMPLES = f"""\
 subcommands:
-  {PROG} predict --model RUN/model.keras IMAGES_OR_FOLDERS [--out scores.csv]
+  {PROG} predict --model RUN/model.keras IMAGES_OR_FOLDERS|HDF5_FILES [--x-key X] [--out scores.csv]
+  {PROG} lr-find --data ... --backbone NAME [training options] [--steps 100]   (learning-rate range test)
+  {PROG} ensemble RUN RUN [RUN ...] --out DIR   (average the test scores of runs with the same test set)
   {PROG} fetch-weights --backbone NAME [NAME ...]   (download ImageNet weights ahead of time)
-  run "{PROG} predict --help" or "{PROG} fetch-weights --help" for their options.
+  run "{PROG} SUBCOMMAND --help" for their options.
 
 examples:
   {PROG} --data images/ --backbone vgg19 --optimizer rmsprop --out runs/vgg19-rmsprop
   {PROG} --config runs/vgg19-rmsprop/config.yaml --out runs/vgg19-rmsprop-again
   {PROG} --data images/ --backbone mobilenetv2 --weights none --fine-tune full
+  {PROG} --data electron=e.h5 photon=g.h5 --x-key X --backbone cnn --weights none --scale log
+  {PROG} --data all.h5 --x-key X --y-key y --classes electron,photon --backbone resnet15 --weights none
+  {PROG} --data eplus=e.h5 gamma=g.h5 piplus=p.h5 --x-key layer_0,layer_1,layer_2 --backbone smallcnn \\
+      --weights none --scale standardize --folds 5 --out runs/calo-cv
+  {PROG} --data electron=e.h5 photon=g.h5 --x-key X --backbone vgg16 --image-size 64 --channels energy
 
-Every run folder holds model.keras, classes.json, config.yaml, metrics.json,
-predictions.csv, history.csv, confusion_matrix.csv/.png, roc.png,
-training_curves.png and report.md.
+input scaling (the same rule for every run, applied inside the saved model):
+  uint8 images: pretrained backbones get their own keras.applications preprocess_input; compact
+    networks trained from scratch ({COMPACT}) get pixels / 255, i.e. [0, 1].
+  HDF5 arrays (float32, never converted to PNG): --channels, --min-value, --crop and --scale are
+    applied first (fitted on the training split only, saved as arrays.json); compact networks take
+    the result as it is; pretrained backbones get each channel mapped linearly from the training
+    split's minimum..maximum onto 0..255, then their own preprocess_input. For their 3 input
+    channels, 1 channel is repeated, 2 become (c0, c1, (c0 + c1) / 2), more are refused.
+
+Every run folder holds model.keras, classes.json, config.yaml, metrics.json (with background
+rejection at 50/80/90 % signal efficiency), predictions.csv, history.csv, split.csv,
+confusion_matrix.csv/.png, roc.png, discriminant.png, training_curves.png and report.md (and
+arrays.json for HDF5 data). --folds K writes OUT/fold-1 ... OUT/fold-K and OUT/folds_summary.json/.md;
+--train-fraction writes OUT/fraction-F/ per fraction and OUT/train_fraction_scan.csv/.png.
 """
 
 
@@ -47,60 +68,90 @@ def _default(name: str) -> str:
     return f"default: {value}"
 
 
-def build_train_parser() -> argparse.ArgumentParser:
+TRAIN_DESCRIPTION = (
+    "Fine-tune a pretrained CNN backbone on eta-phi event images or HDF5 calorimeter arrays, in two stages "
+    "(head on a frozen backbone, then fine-tuning at a lower learning rate), or train a compact network "
+    f"from scratch ({COMPACT}), and write a run folder with the model, metrics, plots and a report.")
+
+
+def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
+                       epilog: str | None = EXAMPLES) -> argparse.ArgumentParser:
     """The training options (the default action); every one maps to a TrainConfig field."""
     parser = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
-        argument_default=argparse.SUPPRESS,
-        description="Fine-tune a pretrained CNN backbone on eta-phi event images, in two stages "
-                    "(head on a frozen backbone, then fine-tuning at a lower learning rate), and "
-                    "write a run folder with the model, metrics, plots and a report.")
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
+        argument_default=argparse.SUPPRESS, description=description)
     parser.add_argument("--version", action="version", version=f"hepvision {__version__}")
     parser.add_argument("--list-backbones", action="store_true",
                         help="print the backbones with their input size limits and ImageNet weights "
-                             "files, then exit")
+                             "files (compact networks marked from scratch), then exit")
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="read options from this YAML file (e.g. a run's config.yaml); flags given "
                              "on the command line override it")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="DIR",
-                      help="image folder: with manifest.csv (its train/validation/test split is used) "
-                           "or with one subfolder of PNGs per class (a stratified split is made)")
+    data.add_argument("--data", metavar="DIR|FILE|CLASS=FILE", nargs="+",
+                      help="an image folder: with manifest.csv (its train/validation/test split is used) "
+                           "or with one subfolder of PNGs per class (a stratified split is made); or HDF5 "
+                           "arrays (when --x-key is given or the values are .h5/.hdf5 files): CLASS=FILE|"
+                           "FOLDER|GLOB per class (the class from the file), FILE(s) with --y-key and "
+                           "--classes (labels from a key), or a folder of class folders or files")
     data.add_argument("--classes", metavar="A,B,...",
-                      help="class names, in label order (may be a subset); default: all, sorted. For two "
-                           "classes the second is the signal class of the ROC plots")
+                      help="class names, in label order (may be a subset for images; for HDF5 labels "
+                           "from --y-key: the names of ids 0, 1, ...); default: all, sorted. For two "
+                           "classes the second is the signal class unless --signal says otherwise")
     data.add_argument("--split", metavar="TRAIN,VAL,TEST",
-                      help="fractions of the stratified split made when there is no manifest.csv; "
-                           f"recorded in the run folder as split.csv ({_default('split')})")
+                      help="fractions of the stratified split made when there is no manifest.csv (for "
+                           "HDF5: per class, so labels from a key or from one file per class give the "
+                           f"same split); recorded in the run folder as split.csv ({_default('split')})")
     data.add_argument("--image-size", metavar="N|HxW",
-                      help="size the backbone sees, in pixels: images are resized on the fly inside the "
-                           "model, which still takes images of their own size; sizes below the "
-                           "backbone's minimum (see --list-backbones) are refused (default: the "
-                           "images' own size)")
+                      help="size the backbone sees, in pixels: images (and arrays) are resized on the fly "
+                           "inside the model, which still takes inputs of their own size; sizes below the "
+                           "backbone's minimum (see --list-backbones) are refused with the size to pass "
+                           "here (default: the inputs' own size)")
     data.add_argument("--augment-on-the-fly", action=argparse.BooleanOptionalAction,
                       help="light physics augmentation of training images inside tf.data: random roll "
                            "along phi, flips eta->-eta and phi->-phi. Turns the frozen-stage feature "
                            "cache off, so the head stage is much slower (default: off)")
 
+    arrays = parser.add_argument_group("HDF5 arrays (float32 all the way; fitted on the training split only)")
+    arrays.add_argument("--x-key", metavar="KEY[,KEY...]",
+                        help="dataset key of the images (N, rows, cols[, channels]); several keys "
+                             "(e.g. layer_0,layer_1,layer_2) are resampled onto a common grid, conserving "
+                             "each cell's energy, and stacked as channels")
+    arrays.add_argument("--y-key", metavar="KEY", help="dataset key of the integer labels (needs --classes)")
+    arrays.add_argument("--channels", metavar="I|NAME,...",
+                        help="channels to keep, by index or name (e.g. 0 or energy); default: all")
+    arrays.add_argument("--scale", choices=SCALES,
+                        help="value scale: none, log (sign(x) log(1 + |x|)) or standardize (per channel, "
+                             "mean and std of the training split, saved with the model so that predict "
+                             f"applies the same) ({_default('scale')})")
+    arrays.add_argument("--min-value", type=float, metavar="V",
+                        help="zero suppression: values below V become 0 (default: none)")
+    arrays.add_argument("--crop", action=argparse.BooleanOptionalAction,
+                        help="drop the outer rows and columns that are zero in every training event "
+                             "(default: off)")
+
     model = parser.add_argument_group("model and weights")
     model.add_argument("--backbone", metavar="NAME",
                        help=f"one of {', '.join(sorted(BACKBONES))} ({_default('backbone')}); "
+                            f"{COMPACT} are compact networks trained from scratch (one stage, all layers, "
+                            "--lr and --epochs; any input size and channel count; --weights none); "
                             "see --list-backbones")
     model.add_argument("--weights", metavar="imagenet|none|PATH",
                        help="backbone initialisation: ImageNet weights through Keras' cache "
                             "($KERAS_HOME/models, default ~/.keras/models; downloaded when missing), "
-                            "none (random), or a weights file for this backbone "
-                            f"({_default('weights')})")
+                            "none (random; the only choice, besides a file, for networks trained from "
+                            f"scratch), or a weights file for this backbone ({_default('weights')})")
     model.add_argument("--on-missing-weights", choices=ON_MISSING_WEIGHTS,
                        help="when ImageNet weights cannot be had: error (stop, naming the file to "
                             "seed the cache with) or random (train from random initialisation, with "
                             "a warning, recorded as weights_used: none) "
                             f"({_default('on_missing_weights')})")
     model.add_argument("--head-units", type=int, metavar="N",
-                       help=f"units of the head's hidden dense layer, 0 for none ({_default('head_units')})")
+                       help="units of the head's hidden dense layer, 0 for none; not for compact networks, "
+                            f"which keep their own classifier layers ({_default('head_units')})")
     model.add_argument("--dropout", type=float, metavar="P",
-                       help=f"dropout rate in the head ({_default('dropout')})")
+                       help=f"dropout rate in the head; not for compact networks ({_default('dropout')})")
 
     training = parser.add_argument_group("training")
     training.add_argument("--fine-tune", choices=FINE_TUNE_MODES,
@@ -136,6 +187,24 @@ def build_train_parser() -> argparse.ArgumentParser:
                           help="frozen stage: compute the backbone's outputs once and train the head on "
                                "them (off with --augment-on-the-fly) (default: on)")
 
+    training.add_argument("--class-weight", choices=CLASS_WEIGHTS,
+                          help="balanced: weight each training event by n / (classes x n_class) "
+                               f"(scikit-learn compute_class_weight), in every stage ({_default('class_weight')})")
+
+    evaluation = parser.add_argument_group("evaluation and experiments")
+    evaluation.add_argument("--signal", metavar="CLASS",
+                            help="two classes: the signal class of the background rejection at 50/80/90 %% "
+                                 "signal efficiency, the ROC and the discriminant (default: the second "
+                                 "class); more classes: each class in turn, one vs rest")
+    evaluation.add_argument("--folds", type=int, metavar="K",
+                            help="stratified K-fold cross-validation: OUT/fold-1 ... OUT/fold-K, every event "
+                                 "tested once, plus OUT/folds_summary.json/.md with mean and std of every "
+                                 "metric (default: off)")
+    evaluation.add_argument("--train-fraction", metavar="F[,F...]",
+                            help="training-set-size scan: one run per fraction of the training split "
+                                 "(stratified subsets, same validation and test events) in OUT/fraction-F, "
+                                 "plus OUT/train_fraction_scan.csv/.png (e.g. 0.1,0.3,1.0)")
+
     hardware = parser.add_argument_group("hardware")
     hardware.add_argument("--mixed-precision", choices=AUTO_ON_OFF,
                           help=f"float16 compute (auto: on with a GPU) ({_default('mixed_precision')})")
@@ -159,14 +228,51 @@ def build_train_parser() -> argparse.ArgumentParser:
 def build_predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} predict",
-        description="Score PNG images with a trained run's model.keras (class names from the "
-                    "classes.json beside it): one row per image with a score per class and the "
-                    "predicted class.")
+        description="Score PNG images or HDF5 arrays with a trained run's model.keras (class names from "
+                    "the classes.json beside it; arrays are read and scaled as the run's arrays.json "
+                    "says, and their channel names must match): one row per image or event with a "
+                    "score per class and the predicted class.")
     parser.add_argument("--model", required=True, metavar="RUN/model.keras", help="the saved model")
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
-                        help="PNG files, or folders searched recursively for PNGs")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER|HDF5",
+                        help="PNG files or folders searched recursively for PNGs; for a run trained on "
+                             "arrays: HDF5 files, folders or globs")
+    parser.add_argument("--x-key", metavar="KEY[,KEY...]",
+                        help="arrays: the image key(s) in these files (default: the training keys)")
     parser.add_argument("--out", metavar="CSV", help="write the scores here (default: print them)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
+    return parser
+
+
+def build_lr_find_parser() -> argparse.ArgumentParser:
+    parser = build_train_parser(
+        f"{PROG} lr-find", epilog=None,
+        description="Learning-rate range test: train what --lr applies to (the head on the frozen "
+                    "backbone's features; compact networks: the whole network), one batch per step, "
+                    "with the learning rate growing exponentially, and record the loss; stop once it "
+                    "diverges. Writes lr_find.csv, lr_find.png (loss against learning rate, log x) and "
+                    "lr_find.json into --out (default runs/lr-find-BACKBONE), and prints the suggested "
+                    "learning rate (lowest smoothed loss / 10) and the one of steepest descent. Takes "
+                    "the training options.")
+    group = parser.add_argument_group("range test")
+    group.add_argument("--start-lr", type=float, default=1e-7, metavar="RATE", help="first rate (default: 1e-7)")
+    group.add_argument("--end-lr", type=float, default=1.0, metavar="RATE", help="last rate (default: 1)")
+    group.add_argument("--steps", type=int, default=100, metavar="N", help="batches (default: 100)")
+    group.add_argument("--divergence", type=float, default=4.0, metavar="F",
+                       help="stop when the smoothed loss exceeds F x its minimum (default: 4)")
+    return parser
+
+
+def build_ensemble_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} ensemble",
+        description="Average the test-split scores (predictions.csv) of several run folders event by "
+                    "event and write the same report for the ensemble (metrics.json, predictions.csv, "
+                    "confusion matrix, roc.png, discriminant.png, report.md). The runs must share the "
+                    "test events and the classes.")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (two or more)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the ensemble's report to")
+    parser.add_argument("--signal", metavar="CLASS", help="signal class of two (default: the second)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
 
@@ -183,6 +289,10 @@ def build_fetch_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config(args: dict) -> TrainConfig:
+    return load_config(args.pop("config"), **args)
+
+
 def _train(argv: list[str]) -> int:
     args = vars(build_train_parser().parse_args(argv))
     if args.pop("list_backbones", False):
@@ -190,35 +300,45 @@ def _train(argv: list[str]) -> int:
 
         print(format_backbone_table(str(weights_cache_dir())))
         return 0
-    config = load_config(args.pop("config"), **args)
-    from transfer.train import run_training
+    config = _config(args)
+    from transfer.experiments import run_experiment
 
-    result = run_training(config)
-    m = result.metrics
-    print(f"run folder: {result.out_dir}")
-    print(f"backbone {m['backbone']}, weights used: {m['weights_used']}"
-          + (f" ({m['weights_reason']})" if m.get("weights_reason") else ""))
-    for split in ("validation", "test"):
-        auc = m[split]["roc_auc"]
-        auc = auc.get("macro") if isinstance(auc, dict) else auc
-        print(f"{split}: accuracy {m[split]['accuracy']:.3f}, loss {m[split]['loss']:.3f}, ROC AUC "
-              + ("n/a" if auc is None else f"{auc:.3f}"))
+    print("\n".join(run_experiment(config).summary_lines()))
     return 0
 
 
 def _predict(argv: list[str]) -> int:
     args = build_predict_parser().parse_args(argv)
-    from transfer.predict import predict_images
+    from transfer.predict import predict
 
-    table = predict_images(args.model, args.inputs, args.batch_size)
+    table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key)
     text = table.to_csv(index=False, float_format="%.9g")
     if args.out:
         from transfer.files import write_text_atomic
 
         write_text_atomic(args.out, text)
-        print(f"{len(table)} images scored: {args.out}")
+        print(f"{len(table)} inputs scored: {args.out}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _lr_find(argv: list[str]) -> int:
+    args = vars(build_lr_find_parser().parse_args(argv))
+    args.pop("list_backbones", None)
+    test = {name: args.pop(name) for name in ("start_lr", "end_lr", "steps", "divergence")}
+    config = _config(args)
+    from transfer.lr_find import lr_find
+
+    print("\n".join(lr_find(config, **test).summary_lines()))
+    return 0
+
+
+def _ensemble(argv: list[str]) -> int:
+    args = build_ensemble_parser().parse_args(argv)
+    from transfer.ensemble import ensemble_runs
+
+    print("\n".join(ensemble_runs(args.runs, args.out, args.signal, args.overwrite).summary_lines()))
     return 0
 
 
@@ -233,7 +353,8 @@ def _fetch(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"predict": _predict, "fetch-weights": _fetch, "train": _train}
+COMMANDS = {"predict": _predict, "lr-find": _lr_find, "ensemble": _ensemble, "fetch-weights": _fetch,
+            "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:

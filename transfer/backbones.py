@@ -16,14 +16,24 @@ Example::
     spec = get_backbone("vgg19")
     features = spec.builder((64, 64, 3), None)   # random initialisation
 
-Compact networks trained from scratch can be registered later with
-``pretrained=False``; :func:`classifier_as_backbone` turns a builder of a whole
-classifier (``build(input_shape, num_classes) -> keras.Model`` ending in a
-softmax layer) into a backbone builder::
+Compact networks trained from scratch are registered with ``pretrained=False``
+(the four of :data:`transfer.compact.COMPACT_NETWORKS`: cnn, resnet15, smallcnn,
+mlp); :func:`classifier_as_backbone` turns a builder of a whole classifier
+(``build(input_shape, num_classes) -> keras.Model`` ending in a softmax layer)
+into a backbone builder::
 
     register_backbone(BackboneSpec(
         name="smallcnn", builder=classifier_as_backbone(build_smallcnn),
-        preprocess=None, min_size=8, default_size=32, pretrained=False, channels=None))
+        preprocess=None, min_size=1, default_size=32, pretrained=False, channels=None))
+
+Input scaling, the same rule everywhere (see :mod:`transfer.model`):
+
+* uint8 images: pretrained backbones get their own ``preprocess_input``;
+  networks trained from scratch get pixels / 255, i.e. [0, 1];
+* HDF5 arrays (float32, as ``--scale`` leaves them): networks trained from
+  scratch take them as they are; pretrained backbones get each channel mapped
+  linearly onto 0..255 (the training split's minimum and maximum), then their
+  own ``preprocess_input``.
 """
 from __future__ import annotations
 
@@ -120,6 +130,21 @@ def check_image_size(spec: BackboneSpec, image_size: tuple) -> None:
             f"trained at)")
 
 
+#: How many input channels a 3-channel (RGB) backbone takes, and how they become three
+#: (inside the model, so a saved model takes the data's own channels).
+RGB_MAPPINGS = {1: "repeated three times", 2: "(c0, c1, (c0 + c1) / 2)", 3: "as they are"}
+
+
+def check_channels(spec: BackboneSpec, channels: int, names=None) -> None:
+    """Refuse a channel count a backbone cannot take, saying what to do instead."""
+    if spec.channels == 3 and channels not in RGB_MAPPINGS:
+        named = f" ({', '.join(map(str, names))})" if names else ""
+        raise TransferError(
+            f"backbone {spec.name!r} takes 3 channels (1 is repeated, 2 become (c0, c1, mean)), but the "
+            f"input has {channels}{named}: choose up to three with --channels, or use a compact network "
+            "trained from scratch (cnn, resnet15, smallcnn, mlp), which takes any number")
+
+
 def keras_application(class_name: str) -> Builder:
     """Builder for ``keras.applications.<class_name>`` without its top, average-pooled."""
 
@@ -208,18 +233,34 @@ for _spec in (
 del _spec
 
 
+def _register_compact_networks() -> None:
+    """cnn, resnet15, smallcnn, mlp: any input size and channel count, trained from scratch."""
+    from transfer.compact import COMPACT_NETWORKS
+
+    for name, build in COMPACT_NETWORKS.items():
+        register_backbone(BackboneSpec(
+            name=name, builder=classifier_as_backbone(build), preprocess=None, min_size=1, default_size=32,
+            pretrained=False, channels=None))
+
+
+_register_compact_networks()
+
+
 def format_backbone_table(keras_cache: str | None = None) -> str:
-    """The ``--list-backbones`` table: input size limits and weights files."""
+    """The ``--list-backbones`` table: input size limits and weights files; compact networks marked from scratch."""
     from pathlib import Path
 
-    rows = [("name", "min size", "ImageNet size", "preprocess_input of", "ImageNet weights file (no top)")]
-    for spec in sorted(BACKBONES.values(), key=lambda s: s.name):
+    rows = [("name", "min size", "ImageNet size", "input scaling", "ImageNet weights file (no top)")]
+    for spec in sorted(BACKBONES.values(), key=lambda s: (not s.pretrained, s.name)):
         file = spec.weights_file_for() or "-"
         if keras_cache and spec.weights_file and (Path(keras_cache) / file).is_file():
             file += "  [cached]"
-        rows.append((spec.name, str(spec.min_size), str(spec.default_size),
-                     f"keras.applications.{spec.preprocess}" if spec.preprocess else "scale to [0, 1]",
-                     file if spec.pretrained else "- (trained from scratch)"))
+        if spec.pretrained:
+            scaling = f"keras.applications.{spec.preprocess}" if spec.preprocess else "scale to [0, 1]"
+        else:
+            scaling = "arrays as --scale gives them; images / 255"
+        rows.append((spec.name, str(spec.min_size), str(spec.default_size) if spec.pretrained else "-",
+                     scaling, file if spec.pretrained else "- (from scratch: --weights none)"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))

@@ -25,11 +25,15 @@ from transfer.errors import TransferError
 from transfer.files import write_text_atomic
 
 FINE_TUNE_MODES = ("frozen", "partial", "full")
+#: ``--scale`` choices: the keys of ``imgen.arrays.SCALES`` (a test checks they agree).
+SCALES = ("none", "log", "standardize")
+CLASS_WEIGHTS = ("none", "balanced")
 ON_MISSING_WEIGHTS = ("error", "random")
 AUTO_ON_OFF = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 #: Keys a run writes into config.yaml as a record; ignored when read back.
-RECORDED_KEYS = ("weights_used", "weights_reason", "weights_file", "hepvision_version", "created")
+RECORDED_KEYS = ("weights_used", "weights_reason", "weights_file", "hepvision_version", "created", "fold",
+                 "train_fraction_run")
 
 
 @dataclass
@@ -39,10 +43,13 @@ class TrainConfig:
     See ``python -m transfer --help`` for what each one does; the defaults
     here are the CLI's defaults. Values are checked and normalised on
     construction (``image_size="64x48"`` becomes ``(64, 48)``, ``split``
-    may be ``"0.8,0.1,0.1"``, ``classes`` may be ``"a,b"``).
+    may be ``"0.8,0.1,0.1"``, ``classes`` may be ``"a,b"``,
+    ``train_fraction`` may be ``"0.1,0.3,1"``). ``data`` is one string (an
+    image folder, an HDF5 file) or a list of them (HDF5 files, folders, globs,
+    ``class=...`` items); see :mod:`transfer.sources` for how it is read.
     """
 
-    data: str
+    data: Any
     out: Optional[str] = None
     backbone: str = "vgg19"
     weights: str = "imagenet"
@@ -69,26 +76,46 @@ class TrainConfig:
     distribute: str = "none"
     overwrite: bool = False
     verbose: int = 2
+    x_key: Optional[str] = None
+    y_key: Optional[str] = None
+    channels: Optional[str] = None
+    scale: str = "none"
+    min_value: Optional[float] = None
+    crop: bool = False
+    class_weight: str = "none"
+    signal: Optional[str] = None
+    folds: int = 0
+    train_fraction: Optional[tuple] = None
 
     def __post_init__(self):
         from transfer.backbones import get_backbone
         from transfer.optimizers import OPTIMIZERS
 
-        if not self.data:
-            raise TransferError("--data is required: an image folder with manifest.csv or class subfolders")
-        self.data = str(self.data)
+        self.data = parse_data(self.data)
         self.out = None if self.out in (None, "") else str(self.out)
         for name in ("unfreeze", "epochs", "fine_tune_epochs", "batch_size", "head_units",
-                     "patience", "seed", "verbose"):
+                     "patience", "seed", "verbose", "folds"):
             setattr(self, name, _as_int(name, getattr(self, name)))
         for name in ("fine_tune_lr_factor", "lr", "dropout"):
             setattr(self, name, _as_float(name, getattr(self, name)))
-        for name in ("feature_cache", "augment_on_the_fly", "overwrite"):
+        for name in ("feature_cache", "augment_on_the_fly", "overwrite", "crop"):
             setattr(self, name, _as_bool(name, getattr(self, name)))
         self.weights = "none" if self.weights is None else str(self.weights)
         self.image_size = parse_image_size(self.image_size)
         self.split = parse_split(self.split)
         self.classes = parse_classes(self.classes)
+        for name in ("x_key", "y_key", "channels", "signal"):
+            setattr(self, name, _as_text(name, getattr(self, name)))
+        if self.min_value is not None:
+            self.min_value = _as_float("min_value", self.min_value)
+        self.train_fraction = parse_train_fraction(self.train_fraction)
+        _check_choice("scale", self.scale, SCALES)
+        _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        if self.folds == 1 or self.folds < 0:
+            raise TransferError(f"folds {self.folds}: cross-validation needs at least 2 folds (0 turns it off)")
+        if self.folds and self.train_fraction:
+            raise TransferError("folds and train_fraction cannot be combined: run the training-set-size "
+                                "scan and the cross-validation separately")
         _check_choice("fine_tune", self.fine_tune, FINE_TUNE_MODES)
         _check_choice("on_missing_weights", self.on_missing_weights, ON_MISSING_WEIGHTS)
         _check_choice("mixed_precision", self.mixed_precision, AUTO_ON_OFF)
@@ -109,6 +136,11 @@ class TrainConfig:
         """The frozen stage trains the head on cached backbone outputs (never with augmentation)."""
         return self.feature_cache and not self.augment_on_the_fly
 
+    @property
+    def data_items(self) -> list[str]:
+        """``data`` as a list of strings (one folder, or HDF5 files, folders, globs, ``class=...``)."""
+        return list(self.data) if isinstance(self.data, list) else [self.data]
+
     def default_out(self) -> str:
         """``runs/<backbone>-<optimizer>-<fine_tune>``, used when ``out`` is not given."""
         return str(Path("runs") / f"{self.backbone}-{self.optimizer}-{self.fine_tune}")
@@ -121,6 +153,31 @@ class TrainConfig:
 
 def option_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def parse_data(value) -> str | list[str]:
+    """``--data``: one value stays a string, several become a list of strings."""
+    items = [value] if isinstance(value, (str, os.PathLike)) else list(value or [])
+    items = [str(item) for item in items if str(item).strip()]
+    if not items:
+        raise TransferError("--data is required: an image folder with manifest.csv or class subfolders, "
+                            "or HDF5 files (CLASS=FILE ... or FILE --y-key KEY --classes A,B) with --x-key")
+    return items[0] if len(items) == 1 else items
+
+
+def parse_train_fraction(value) -> tuple[float, ...] | None:
+    """``"0.1,0.3,1"`` or a sequence -> distinct fractions in (0, 1], ascending."""
+    if value is None or value == "":
+        return None
+    try:
+        parts = [float(p) for p in (value.split(",") if isinstance(value, str) else
+                                    (value if isinstance(value, (list, tuple)) else [value]))]
+    except (TypeError, ValueError):
+        parts = []
+    if not parts or any(not 0 < p <= 1 for p in parts) or len(set(parts)) != len(parts):
+        raise TransferError(f"train_fraction {value!r}: expected distinct fractions in (0, 1] separated by "
+                            "commas, e.g. 0.1,0.3,1.0")
+    return tuple(sorted(parts))
 
 
 def parse_image_size(value) -> tuple[int, int] | None:
@@ -176,6 +233,15 @@ def _check_range(name, value, low=None, high=None, low_open=False):
         raise TransferError(f"{name} {value!r}: must be {'>' if low_open else '>='} {low}")
     if high is not None and value >= high:
         raise TransferError(f"{name} {value!r}: must be < {high}")
+
+
+def _as_text(name, value) -> str | None:
+    """Optional text options; a YAML list (e.g. channels: [0, 1]) becomes ``"0,1"``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _as_int(name, value) -> int:

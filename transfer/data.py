@@ -13,6 +13,11 @@ possibly a subset). Every image's PNG header is read up front (Pillow), so that
 a corrupt file or a mix of sizes or channel counts is reported, naming the
 files, before any training starts.
 
+:func:`open_image_source` makes such a folder the ``images`` kind of
+:mod:`transfer.sources` (uint8 PNGs decoded by ``tf.data``), next to HDF5
+arrays (:mod:`transfer.array_source`); the image-only path is
+:class:`ImageView`.
+
 Example::
 
     from transfer.data import load_image_dataset, make_tf_dataset
@@ -32,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgen.manifest import MANIFEST_NAME, SPLITS, read_manifest
+from imgen.manifest import AUGMENTED_FROM, MANIFEST_NAME, SPLITS, read_manifest
 from transfer.errors import TransferError
+from transfer.sources import DataSource, DataView
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class ImageDataset:
     splits: list[str]
     image_shape: tuple[int, int, int]
     split_source: str
+    augmented: list[bool] | None = None
 
     def _rows(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == split]
@@ -79,6 +86,11 @@ class ImageDataset:
         """Integer labels (indices into :attr:`class_names`) of ``split``."""
         index = {name: i for i, name in enumerate(self.class_names)}
         return np.array([index[self.classes[i]] for i in self._rows(split)], dtype=np.int64)
+
+    def all_labels(self) -> np.ndarray:
+        """Integer label of every image, in :attr:`files` order."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        return np.array([index[c] for c in self.classes], dtype=np.int64)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of images per split and class."""
@@ -106,8 +118,9 @@ def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None
     root = Path(root)
     if not root.is_dir():
         raise TransferError(f"--data {root}: no such folder")
+    augmented = None
     if (root / MANIFEST_NAME).is_file():
-        files, names, splits = _from_manifest(root)
+        files, names, splits, augmented = _from_manifest(root)
         source = "manifest"
     else:
         files, names = _from_class_folders(root)
@@ -121,23 +134,25 @@ def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None
         splits = stratified_split(files, names, split, seed)
     else:
         splits = [splits[i] for i in keep]
+        augmented = [augmented[i] for i in keep]
         _check_manifest_splits(root, class_names, names, splits)
     dataset = ImageDataset(root=root, class_names=class_names, files=files, classes=names,
-                           splits=splits, image_shape=shape, split_source=source)
+                           splits=splits, image_shape=shape, split_source=source, augmented=augmented)
     log.info("%s: %d images %dx%dx%d, classes %s, split from %s: %s", root, len(files), *shape,
              ", ".join(class_names), source,
              ", ".join(f"{s} {sum(c.values())}" for s, c in dataset.counts().items()))
     return dataset
 
 
-def _from_manifest(root: Path) -> tuple[list[str], list[str], list[str]]:
+def _from_manifest(root: Path) -> tuple[list[str], list[str], list[str], list[bool]]:
     try:
         rows = read_manifest(root)
     except ValueError as exc:  # imgen.manifest.ManifestError
         raise TransferError(str(exc)) from None
     if not rows:
         raise TransferError(f"{root / MANIFEST_NAME}: lists no images")
-    return [r["path"] for r in rows], [r["class"] for r in rows], [r["split"] for r in rows]
+    return ([r["path"] for r in rows], [r["class"] for r in rows], [r["split"] for r in rows],
+            [bool(r.get(AUGMENTED_FROM)) for r in rows])
 
 
 def _from_class_folders(root: Path) -> tuple[list[str], list[str]]:
@@ -313,3 +328,80 @@ def _fits_in_memory(paths: list[str], channels: int) -> bool:
         log.info("decoded images need %.1f GiB: not caching them in memory", needed / 2**30)
         return False
     return True
+
+
+# --------------------------------------------------------------------------
+# The "images" data kind (see transfer.sources)
+# --------------------------------------------------------------------------
+
+#: Options that only mean something for HDF5 arrays.
+ARRAY_ONLY_OPTIONS = {"y_key": "--y-key", "channels": "--channels", "min_value": "--min-value",
+                      "crop": "--crop"}
+
+
+class ImageView(DataView):
+    """One run's images: uint8 PNGs decoded by ``tf.data``."""
+
+    kind = "images"
+    input_dtype = "uint8"
+
+    def __init__(self, source: "ImageSource", splits):
+        super().__init__(source, splits)
+        self.images = source.images
+        self.input_shape = tuple(self.images.image_shape)
+        self.channel_names = tuple(["grey"] if self.input_shape[2] == 1 else ["red", "green", "blue"])
+
+    def _paths(self, split: str) -> list[str]:
+        return [str(self.images.root / self.images.files[i]) for i in self.splits[split]]
+
+    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
+        return make_tf_dataset(self._paths(split), self.labels(split), self.input_shape[2], batch_size,
+                               shuffle=shuffle, seed=seed, augment=augment)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "data": str(self.images.root),
+                "input_scaling": "uint8 pixels: the backbone's preprocess_input (from scratch: / 255)"}
+
+
+class ImageSource(DataSource):
+    """An image folder (:func:`load_image_dataset`) as a :class:`~transfer.sources.DataSource`."""
+
+    kind = "images"
+
+    def __init__(self, images: ImageDataset):
+        self.images = images
+        self.class_names = list(images.class_names)
+        self.labels_all = images.all_labels()
+        names = np.asarray(images.splits)
+        self.default_splits = {s: np.flatnonzero(names == s) for s in SPLITS}
+        self.split_source = images.split_source
+
+    def ids(self, indices) -> list[str]:
+        return [self.images.files[int(i)] for i in indices]
+
+    def view(self, splits=None) -> ImageView:
+        return ImageView(self, self.default_splits if splits is None else splits)
+
+    def check_folds(self) -> None:
+        if self.images.augmented and any(self.images.augmented):
+            raise TransferError(f"{self.images.root / MANIFEST_NAME}: holds augmented copies of training "
+                                "images; cross-validation over all images would put copies of test images "
+                                "into training. Run --folds on the folder before augmentation")
+
+    def describe_origin(self) -> str:
+        return f"--data {self.images.root}"
+
+
+def open_image_source(config) -> ImageSource:
+    """The ``images`` data kind: one folder (``config.data``), checked and split."""
+    items = config.data_items
+    if len(items) != 1:
+        raise TransferError(f"--data {' '.join(items)}: images come from one folder; several values are "
+                            "for HDF5 arrays (give --x-key)")
+    given = [flag for name, flag in ARRAY_ONLY_OPTIONS.items() if getattr(config, name) not in (None, False)]
+    if config.scale != "none":
+        given.append("--scale")
+    if given:
+        raise TransferError(f"{', '.join(given)}: only for HDF5 arrays (with --x-key), but --data {items[0]} "
+                            "is an image folder")
+    return ImageSource(load_image_dataset(items[0], config.classes, config.split, config.seed))

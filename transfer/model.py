@@ -2,13 +2,27 @@
 
 ::
 
-    uint8 image (dataset size) -> BackbonePreprocessing (to float, grey -> RGB, resize,
-    the backbone's own preprocess_input) -> InferenceMode(backbone) -> head (feature
-    scaling, dropout, dense, softmax)
+    uint8 image or float32 array (dataset size) -> BackbonePreprocessing (to float,
+    channels -> RGB, resize, the backbone's own preprocess_input) -> InferenceMode(backbone)
+    -> head (feature scaling, dropout, dense, softmax)
 
 Everything, preprocessing included, lives inside the Keras model, so a saved
-``model.keras`` takes raw uint8 images of the dataset's size and nothing
-outside it needs to know which backbone it holds.
+``model.keras`` takes raw uint8 images (or the float32 arrays as ``--scale``
+leaves them) of the dataset's size and channel count, and nothing outside it
+needs to know which backbone it holds.
+
+Input scaling: uint8 images go to the backbone's ``preprocess_input`` (pixels
+/ 255 for networks trained from scratch). Float32 arrays go to networks trained
+from scratch as they are; for pretrained backbones each channel is first mapped
+linearly onto 0..255 (``value_range``: the training split's minimum and
+maximum), so that they look like pixels to ``preprocess_input``.
+
+Channels for pretrained (3-channel) backbones: 1 channel is repeated three
+times, 2 channels become (c0, c1, (c0 + c1) / 2); more than 3 are refused
+(choose with ``--channels``). Compact networks take any channel count.
+
+Networks trained from scratch (``pretrained=False``) get no extra head: their
+own layers end in a dense softmax, as :mod:`transfer.compact` defines them.
 
 Keras 3 passes ``training=True`` from ``fit`` down into nested models even
 where a functional graph was built with ``backbone(x, training=False)``
@@ -29,7 +43,7 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from transfer.backbones import BackboneSpec, check_image_size
+from transfer.backbones import BackboneSpec, check_channels, check_image_size
 from transfer.errors import TransferError
 
 
@@ -40,18 +54,32 @@ def _applications_module(name: str):
     return module
 
 
+def to_rgb(x):
+    """(..., C) with C in 1, 2, 3 -> (..., 3): see :data:`transfer.backbones.RGB_MAPPINGS`."""
+    channels = x.shape[-1]
+    if channels == 1:
+        return ops.repeat(x, 3, axis=-1)
+    if channels == 2:
+        return ops.concatenate([x, ops.mean(x, axis=-1, keepdims=True)], axis=-1)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="hepvision")
 class BackbonePreprocessing(keras.layers.Layer):
-    """uint8 images -> the input a backbone expects.
+    """uint8 images or float32 arrays -> the input a backbone expects.
 
-    Casts to float32, repeats a single grey channel into RGB when ``rgb``,
-    resizes (bilinear) to ``image_size`` when it differs from the input, and
-    applies ``keras.applications.<preprocess>.preprocess_input`` (pixels
-    scaled to [0, 1] when ``preprocess`` is ``None``). Always computes in
-    float32, also under mixed precision.
+    Casts to float32; maps each channel of float arrays linearly from
+    ``value_range`` (one ``[low, high]`` per channel) onto 0..255 when given;
+    makes three channels out of 1 or 2 when ``rgb`` (:func:`to_rgb`); resizes
+    (bilinear) to ``image_size`` when it differs from the input; then, when
+    ``pixels``, applies ``keras.applications.<preprocess>.preprocess_input``
+    (pixels scaled to [0, 1] when ``preprocess`` is ``None``). With
+    ``pixels=False`` (arrays into a network trained from scratch) the values
+    pass unchanged. Always computes in float32, also under mixed precision.
     """
 
-    def __init__(self, preprocess: str | None = None, image_size=None, rgb: bool = True, **kwargs):
+    def __init__(self, preprocess: str | None = None, image_size=None, rgb: bool = True, pixels: bool = True,
+                 value_range=None, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if preprocess is not None:
@@ -59,25 +87,34 @@ class BackbonePreprocessing(keras.layers.Layer):
         self.preprocess = preprocess
         self.image_size = tuple(int(s) for s in image_size) if image_size else None
         self.rgb = bool(rgb)
+        self.pixels = bool(pixels)
+        self.value_range = [[float(v) for v in pair] for pair in value_range] if value_range else None
 
     def call(self, images):
         x = ops.cast(images, "float32")
-        if self.rgb and x.shape[-1] == 1:
-            x = ops.repeat(x, 3, axis=-1)
+        if self.value_range:
+            low = ops.convert_to_tensor([pair[0] for pair in self.value_range], "float32")
+            span = ops.convert_to_tensor([pair[1] - pair[0] for pair in self.value_range], "float32")
+            x = (x - low) / span * 255.0
+        if self.rgb:
+            x = to_rgb(x)
         if self.image_size and tuple(x.shape[1:3]) != self.image_size:
             x = ops.image.resize(x, self.image_size, interpolation="bilinear")
+        if not self.pixels:
+            return x
         if self.preprocess is None:
             return x / 255.0
         return _applications_module(self.preprocess).preprocess_input(x)
 
     def compute_output_shape(self, input_shape):
         height, width = self.image_size or input_shape[1:3]
-        channels = 3 if self.rgb and input_shape[-1] == 1 else input_shape[-1]
+        channels = 3 if self.rgb and input_shape[-1] in (1, 2) else input_shape[-1]
         return (input_shape[0], height, width, channels)
 
     def get_config(self):
         return {**super().get_config(), "preprocess": self.preprocess,
-                "image_size": list(self.image_size) if self.image_size else None, "rgb": self.rgb}
+                "image_size": list(self.image_size) if self.image_size else None, "rgb": self.rgb,
+                "pixels": self.pixels, "value_range": self.value_range}
 
 
 @keras.saving.register_keras_serializable(package="hepvision")
@@ -180,21 +217,29 @@ def export_model(model: keras.Model) -> keras.Model:
 
 def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: int,
                          image_size: tuple | None = None, weights: str | None = None,
-                         head_units: int = 256, dropout: float = 0.3) -> TransferModel:
-    """Build the classifier for images of ``image_shape`` (height, width, channels).
+                         head_units: int = 256, dropout: float = 0.3, input_dtype: str = "uint8",
+                         value_range=None) -> TransferModel:
+    """Build the classifier for inputs of ``image_shape`` (height, width, channels).
 
-    ``image_size`` (height, width) is what the backbone sees (the images are
-    resized inside the model); ``None`` keeps the images' own size.
-    ``weights`` is the backbone builder's ``weights`` argument (``None``,
-    ``"imagenet"`` or a file path).
+    ``image_size`` (height, width) is what the backbone sees (the inputs are
+    resized inside the model); ``None`` keeps their own size. ``weights`` is
+    the backbone builder's ``weights`` argument (``None``, ``"imagenet"`` or a
+    file path). ``input_dtype`` is ``"uint8"`` (images) or ``"float32"``
+    (arrays); ``value_range`` (one ``[low, high]`` per channel) maps float
+    arrays onto 0..255 for pretrained backbones (see the module docstring).
+    Networks trained from scratch get no extra head (``head_units`` and
+    ``dropout`` do not apply to them).
 
     Raises:
-        TransferError: a size below the backbone's minimum, or a weights file
-            that does not fit the backbone.
+        TransferError: a size below the backbone's minimum, a channel count
+            it cannot take, or a weights file that does not fit the backbone.
     """
     height, width, channels = (int(s) for s in image_shape)
     image_size = tuple(image_size) if image_size else (height, width)
     check_image_size(spec, image_size)
+    check_channels(spec, channels)
+    if not spec.pretrained:
+        head_units, dropout = 0, 0.0
     backbone_channels = spec.channels or channels
     try:
         backbone = spec.builder((*image_size, backbone_channels), weights)
@@ -206,8 +251,11 @@ def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: in
             raise TransferError(f"loading the ImageNet weights of {spec.name!r} failed "
                                 f"({type(exc).__name__}: {exc})") from exc
         raise
-    inputs = keras.Input((height, width, channels), dtype="uint8", name="image")
-    x = BackbonePreprocessing(spec.preprocess, image_size, rgb=backbone_channels == 3 and channels == 1,
+    floats = input_dtype != "uint8"
+    inputs = keras.Input((height, width, channels), dtype=input_dtype, name="image")
+    x = BackbonePreprocessing(spec.preprocess, image_size, rgb=backbone_channels == 3 and channels in (1, 2),
+                              pixels=not (floats and not spec.pretrained),
+                              value_range=value_range if floats and spec.pretrained else None,
                               name="preprocess")(inputs)
     # Pretrained backbones always run in inference mode; one trained from scratch
     # (pretrained=False) follows the training flag, so its BatchNorm layers learn.

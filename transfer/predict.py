@@ -1,13 +1,18 @@
-"""Score images with a saved run: ``model.keras`` plus ``classes.json`` beside it.
+"""Score new data with a saved run: ``model.keras`` plus ``classes.json`` (and ``arrays.json``) beside it.
 
 Example::
 
-    from transfer.predict import predict_images
-    table = predict_images("runs/vgg19-rmsprop/model.keras", ["new_images/"])
+    from transfer.predict import predict
+    table = predict("runs/vgg19-rmsprop/model.keras", ["new_images/"])
     table[["path", "predicted_class"]]
+    table = predict("runs/cnn/model.keras", ["new.h5"], x_key="X")   # a run trained on HDF5 arrays
 
-The model holds its own preprocessing, so it takes the PNGs as they are
-(uint8, the size and channel count of the training images).
+:func:`predict` picks the reader by the kind of data the run was trained on
+(``data_kind`` in classes.json, :data:`PREDICTORS`): images
+(:func:`predict_images`: the model holds its own preprocessing, so it takes
+the PNGs as they are, uint8, the size and channel count of the training
+images) or arrays (:func:`transfer.array_source.predict_arrays`: the files are
+read and scaled as the run's ``arrays.json`` says).
 """
 from __future__ import annotations
 
@@ -93,3 +98,34 @@ def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int =
     dataset = make_tf_dataset([str(p) for p in files], None, shape[2], batch_size, cache=False)
     scores = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
     return predictions_table(files, scores, class_names)
+
+
+def _predict_arrays(model_path, inputs, batch_size, x_key=None):
+    from transfer.array_source import predict_arrays
+
+    return predict_arrays(model_path, inputs, batch_size, x_key=x_key)
+
+
+def _predict_images(model_path, inputs, batch_size, x_key=None):
+    if x_key:
+        raise TransferError(f"--x-key: {model_path} was trained on images, not HDF5 arrays")
+    return predict_images(model_path, inputs, batch_size)
+
+
+#: data kind (classes.json ``data_kind``) -> ``predictor(model_path, inputs, batch_size, x_key)``.
+PREDICTORS = {"images": _predict_images, "arrays": _predict_arrays}
+
+
+def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x_key: str | None = None):
+    """Scores of new data as a DataFrame (``path``, ``score_<class>``..., ``predicted_class``).
+
+    ``inputs`` are PNG files or folders for a run trained on images, HDF5
+    files, folders or globs for a run trained on arrays (``x_key``: the image
+    key(s), default the ones the run was trained with).
+    """
+    if not Path(model_path).is_file():
+        raise TransferError(f"--model {model_path}: no such file")
+    kind = read_classes(model_path).get("data_kind", "images")
+    if kind not in PREDICTORS:
+        raise TransferError(f"{Path(model_path).with_name('classes.json')}: unknown data_kind {kind!r}")
+    return PREDICTORS[kind](model_path, inputs, batch_size, x_key)

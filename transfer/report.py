@@ -3,15 +3,25 @@
 The metric and plot functions are pure functions of ``(y_true, scores,
 class_names)`` (integer labels, an ``(n, classes)`` array of class scores,
 names in label order), so they serve image runs, HDF5 arrays and ensembles
-alike. For two classes the second one is the *signal* (positive) class: order
-the classes ``background,signal`` with ``--classes``.
+alike. For two classes the second one is the *signal* (positive) class unless
+``signal`` names the other: order the classes ``background,signal`` with
+``--classes`` or pass ``--signal CLASS``. With more classes, each class in
+turn is the signal against all the others (one vs rest).
+
+Besides accuracy and ROC AUC, the figures a physicist quotes: background
+rejection 1/FPR at signal efficiencies of 50, 80 and 90 %
+(:func:`transfer.physics_metrics.rejection_at_efficiency`; ``None`` where no
+background passes, i.e. infinite), and the likelihood-ratio discriminant
+ln(p_signal / sum of p_background) per true class (``discriminant.png``).
 
 Plots use matplotlib's Agg canvas directly (no pyplot, no global backend
 change), so they work headless and inside notebooks alike.
 
 Files written by :func:`write_run_report` into a run folder: ``metrics.json``,
 ``predictions.csv`` (test split), ``confusion_matrix.csv``/``.png``,
-``roc.png``, ``history.csv``, ``training_curves.png``, ``report.md``.
+``roc.png``, ``discriminant.png``, ``history.csv``, ``training_curves.png``,
+``report.md``. :func:`write_evaluation` writes the part that needs scores only
+(what ``python -m transfer ensemble`` writes as well).
 """
 from __future__ import annotations
 
@@ -21,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from transfer.physics_metrics import DEFAULT_EFFICIENCIES, likelihood_ratio_discriminant, rejection_at_efficiency
 
 #: Score columns of predictions.csv are ``score_<class>``.
 SCORE_PREFIX = "score_"
@@ -62,8 +74,42 @@ def roc_auc(y_true, scores, class_names):
     return {"per_class": per_class, "macro": float(np.mean(defined)) if defined else None, "micro": micro}
 
 
-def classification_metrics(y_true, scores, class_names) -> dict:
-    """Accuracy, cross-entropy loss, ROC AUC, per-class precision/recall/F1, events per class, confusion."""
+def signal_index(class_names, signal: str | None = None) -> int | None:
+    """Index of the signal class: two classes: ``signal`` or the second; more: ``signal`` or ``None`` (each in turn)."""
+    if signal is not None:
+        if signal not in class_names:
+            raise ValueError(f"signal class {signal!r} is not one of the classes {list(class_names)}")
+        return list(class_names).index(signal)
+    return 1 if len(class_names) == 2 else None
+
+
+def signal_classes(class_names, signal: str | None = None) -> list[int]:
+    """The classes taken as signal in turn: the one signal for two classes, every class for more."""
+    return [signal_index(class_names, signal)] if len(class_names) == 2 else list(range(len(class_names)))
+
+
+def rejection_table(y_true, scores, class_names, signal: str | None = None,
+                    efficiencies=DEFAULT_EFFICIENCIES) -> dict:
+    """``{signal class: {"0.5": 1/FPR, "0.8": ..., "0.9": ...}}``, the signal's score as discriminant.
+
+    Two classes: one entry, the signal class; more: one per class (one vs
+    rest). ``None`` marks an infinite rejection (no background passes) and a
+    class without both signal and background events in ``y_true``.
+    """
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    table = {}
+    for k in signal_classes(class_names, signal):
+        truth = (y_true == k).astype(int)
+        if 0 < truth.sum() < len(truth):
+            values = rejection_at_efficiency(truth, scores[:, k], efficiencies)
+        else:
+            values = dict.fromkeys(map(float, efficiencies))
+        table[class_names[k]] = {f"{eff:g}": _finite(value) for eff, value in values.items()}
+    return table
+
+
+def classification_metrics(y_true, scores, class_names, signal: str | None = None) -> dict:
+    """Accuracy, loss, ROC AUC, rejection at fixed efficiency, precision/recall/F1, events per class, confusion."""
     from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, precision_recall_fscore_support
 
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -79,6 +125,7 @@ def classification_metrics(y_true, scores, class_names) -> dict:
         # softmax outputs in float32 sum to 1 only to ~1e-7; sklearn wants them exact
         "loss": _finite(log_loss(y_true, scores / scores.sum(axis=1, keepdims=True), labels=labels)),
         "roc_auc": roc_auc(y_true, scores, class_names),
+        "rejection": rejection_table(y_true, scores, class_names, signal),
         "precision": dict(zip(class_names, map(float, precision))),
         "recall": dict(zip(class_names, map(float, recall))),
         "f1": dict(zip(class_names, map(float, f1))),
@@ -150,7 +197,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confu
     return Path(path)
 
 
-def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one class vs the rest)") -> Path:
+def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one class vs the rest)",
+             signal: str | None = None) -> Path:
     """One ROC curve per class with its AUC; for two classes also rejection vs signal efficiency."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -172,18 +220,42 @@ def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one cl
     ax.legend(loc="lower right")
     if binary:
         ax = axes[1]
-        truth = y_true == 1
+        s = signal_index(class_names, signal)
+        truth = y_true == s
         if 0 < truth.sum() < len(truth):
-            fpr, tpr, _ = roc_curve(truth, scores[:, 1])
+            fpr, tpr, _ = roc_curve(truth, scores[:, s])
             keep = fpr > 0
-            ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal = {class_names[1]}, "
-                                                       f"background = {class_names[0]}")
+            ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal = {class_names[s]}, "
+                                                       f"background = {class_names[1 - s]}")
             ax.legend(loc="upper right")
         ax.set_yscale("log")
-        ax.set(xlabel=f"signal efficiency (fraction of {class_names[1]} events accepted)",
+        ax.set(xlabel=f"signal efficiency (fraction of {class_names[s]} events accepted)",
                ylabel="background rejection 1 / FPR", title="Background rejection vs signal efficiency",
                xlim=(0, 1))
         ax.grid(alpha=0.3, which="both")
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_discriminant(y_true, scores, class_names, path, signal: str | None = None,
+                      title: str = "Likelihood-ratio discriminant") -> Path:
+    """Histograms of ln(p_s / sum p_b) per true class, one panel per signal class (see :func:`signal_classes`)."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    signals = signal_classes(class_names, signal)
+    figure, axes = _figure(len(signals), 5.5, 4.5)
+    for ax, k in zip(axes, signals):
+        values = likelihood_ratio_discriminant(scores, k)
+        bins = np.linspace(values.min(), values.max(), 41) if values.max() > values.min() else 40
+        for j, name in enumerate(class_names):
+            chosen = values[y_true == j]
+            if len(chosen):
+                ax.hist(chosen, bins=bins, histtype="step", lw=1.5, density=True,
+                        label=f"true {name} ({len(chosen)})")
+        background = " + ".join(f"p({c})" for j, c in enumerate(class_names) if j != k)
+        ax.set(xlabel=f"ln[p({class_names[k]}) / ({background})]", ylabel="events (normalised)",
+               title=f"{title}: signal {class_names[k]}")
+        ax.grid(alpha=0.3)
+        ax.legend()
     figure.savefig(path, dpi=120)
     return Path(path)
 
@@ -219,30 +291,70 @@ def _macro_auc(auc) -> float | None:
     return auc.get("macro") if isinstance(auc, dict) else auc
 
 
+def _rejection_lines(metrics: dict, split: str = "test") -> list[str]:
+    """Markdown table of background rejection at fixed signal efficiency (empty without it)."""
+    table = metrics.get(split, {}).get("rejection")
+    if not table:
+        return []
+    efficiencies = list(next(iter(table.values())))
+    lines = ["", f"Background rejection 1/FPR at fixed signal efficiency ({split} split; "
+             "inf: no background event passes):", "",
+             "| signal class | " + " | ".join(f"eff. {float(e):.0%}" for e in efficiencies) + " |",
+             "|---|" + "---|" * len(efficiencies)]
+    for name, values in table.items():
+        lines.append(f"| {name} | " + " | ".join("inf" if values[e] is None else f"{values[e]:.3g}"
+                                               for e in efficiencies) + " |")
+    return lines
+
+
+def _data_row(metrics: dict) -> str:
+    shape = "x".join(map(str, metrics.get("image_shape", metrics.get("input_shape", []))))
+    size = "x".join(map(str, metrics.get("image_size", [])))
+    if metrics.get("data_kind") == "arrays":
+        channels = ", ".join(metrics.get("channel_names", []))
+        return (f"| input | HDF5 arrays {shape} float32 ({channels}), --scale {metrics.get('scale')}, "
+                f"seen by the backbone at {size} |")
+    return f"| images | {shape} px, seen by the backbone at {size} |"
+
+
 def report_markdown(metrics: dict, class_names: list[str]) -> str:
     """The one-page ``report.md``: settings, data, numbers and the figures."""
     weights = metrics["weights_used"]
     if metrics.get("weights_reason"):
         weights += f" (**random initialisation, not transfer learning**: {metrics['weights_reason']})"
     timing = metrics.get("timing", {})
+    if metrics.get("training") == "from scratch":
+        training = (f"| training | from scratch, all layers, one stage |",
+                    f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} |")
+    else:
+        training = (f"| fine-tuning | {metrics['fine_tune']} ({len(metrics.get('opened_layers', []))} backbone "
+                    "layers opened) |",
+                    f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} (head), "
+                    f"{metrics['fine_tune_lr']:g} (fine-tuning) |")
     lines = [
         f"# Transfer-learning run: {metrics['backbone']}",
         "",
         "| setting | value |", "|---|---|",
         f"| backbone | {metrics['backbone']} |",
         f"| weights | {weights} |",
-        f"| fine-tuning | {metrics['fine_tune']} ({len(metrics.get('opened_layers', []))} backbone layers opened) |",
-        f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} (head), {metrics['fine_tune_lr']:g} (fine-tuning) |",
-        f"| images | {'x'.join(map(str, metrics['image_shape']))} px, seen by the backbone at "
-        f"{'x'.join(map(str, metrics['image_size']))} |",
+        *training,
+        _data_row(metrics),
+    ]
+    if metrics.get("class_weight"):
+        lines.append("| class weights (balanced) | " + ", ".join(
+            f"{c} {w:.3g}" for c, w in metrics["class_weight"].items()) + " |")
+    if metrics.get("signal"):
+        lines.append(f"| signal class | {metrics['signal']} |")
+    lines += [
         f"| best epoch (lowest validation loss) | {metrics['best']['stage']} stage, epoch {metrics['best']['epoch']} |",
         f"| time | {timing.get('total_s', 0):.0f} s in all |",
         "",
         "## Data (events per class)", "",
-        "| split | " + " | ".join(class_names) + " |", "|---|" + "---|" * len(class_names),
+        "| split | " + " | ".join(class_names) + " | all |", "|---|" + "---|" * (len(class_names) + 1),
     ]
     for split, counts in metrics["events_per_class"].items():
-        lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in class_names) + " |")
+        lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in class_names)
+                     + f" | {sum(counts[c] for c in class_names)} |")
     lines += ["", "## Results", "", "| split | accuracy | loss | ROC AUC" +
               (" (macro)" if len(class_names) > 2 else "") + " |", "|---|---|---|---|"]
     for split in ("validation", "test"):
@@ -253,35 +365,70 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
     for name in class_names:
         lines.append(f"| {name} | {test['events_per_class'][name]} | {_fmt(test['precision'][name])} | "
                      f"{_fmt(test['recall'][name])} |")
+    lines += _rejection_lines(metrics)
+    model_input = "float32 arrays, read and scaled as `arrays.json` says" if metrics.get("data_kind") == "arrays" \
+        else "raw uint8 images"
     lines += ["", "## Figures", "",
               "![Confusion matrix (test split)](confusion_matrix.png)", "",
               "![ROC curves (test split)](roc.png)", "",
+              "![Likelihood-ratio discriminant (test split)](discriminant.png)", "",
               "![Training curves](training_curves.png)", "",
               "Files: `metrics.json`, `predictions.csv` (test split), `confusion_matrix.csv`, `history.csv`, "
-              "`model.keras` (takes raw uint8 images), `classes.json`, `config.yaml` (reproduce with "
+              f"`model.keras` (takes {model_input}), `classes.json`, `config.yaml` (reproduce with "
               "`python -m transfer --config config.yaml --out NEW`).", ""]
     return "\n".join(lines)
 
 
-def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScores], history, info: dict) -> dict:
-    """Write every report file of a run into ``folder``; return the metrics (``metrics.json``).
+def ensemble_markdown(metrics: dict, class_names: list[str]) -> str:
+    """``report.md`` of an ensemble: its members, their test AUC and accuracy, and the ensemble's."""
+    lines = [f"# Ensemble of {len(metrics['members'])} runs", "",
+             "Test-split scores of each run averaged event by event (same test events, same classes).", "",
+             "| run | accuracy | ROC AUC" + (" (macro)" if len(class_names) > 2 else "") + " |", "|---|---|---|"]
+    for member in metrics["members"]:
+        lines.append(f"| {member['run']} | {_fmt(member['accuracy'])} | {_fmt(_macro_auc(member['roc_auc']))} |")
+    test = metrics["test"]
+    lines.append(f"| **ensemble** | **{_fmt(test['accuracy'])}** | **{_fmt(_macro_auc(test['roc_auc']))}** |")
+    lines += ["", "## Data (test events per class)", "", "| " + " | ".join(class_names) + " |",
+              "|" + "---|" * len(class_names), "| " + " | ".join(str(test["events_per_class"][c]) for c in class_names)
+              + " |"]
+    lines += _rejection_lines(metrics)
+    lines += ["", "## Figures", "", "![Confusion matrix (test split)](confusion_matrix.png)", "",
+              "![ROC curves (test split)](roc.png)", "",
+              "![Likelihood-ratio discriminant (test split)](discriminant.png)", "",
+              "Files: `metrics.json`, `predictions.csv` (averaged scores), `confusion_matrix.csv`.", ""]
+    return "\n".join(lines)
 
-    ``splits`` holds the ``validation`` and ``test`` scores; ``info`` is
-    merged into the metrics (backbone, weights_used, timing, ...).
-    """
+
+def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: str | None = None,
+                     title: str = "Test split") -> None:
+    """predictions.csv, confusion_matrix.csv/.png, roc.png and discriminant.png of the test scores."""
     folder = Path(folder)
-    metrics = {**info, "classes": list(class_names)}
-    for split, s in splits.items():
-        metrics[split] = classification_metrics(s.y_true, s.scores, class_names)
-    test = splits["test"]
     predictions_table(test.paths, test.scores, class_names, test.y_true).to_csv(
         folder / "predictions.csv", index=False, float_format="%.9g")
     y_pred = np.asarray(test.scores).argmax(axis=1)
     confusion_table(test.y_true, y_pred, class_names).to_csv(folder / "confusion_matrix.csv", index=False,
                                                             float_format="%.6g")
-    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / "confusion_matrix.png",
-                          "Test split")
-    plot_roc(test.y_true, test.scores, class_names, folder / "roc.png", "Test split ROC (one vs rest)")
+    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / "confusion_matrix.png", title)
+    plot_roc(test.y_true, test.scores, class_names, folder / "roc.png", f"{title} ROC (one vs rest)", signal)
+    plot_discriminant(test.y_true, test.scores, class_names, folder / "discriminant.png", signal,
+                      f"{title} discriminant")
+
+
+def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScores], history, info: dict,
+                     signal: str | None = None) -> dict:
+    """Write every report file of a run into ``folder``; return the metrics (``metrics.json``).
+
+    ``splits`` holds the ``validation`` and ``test`` scores; ``info`` is
+    merged into the metrics (backbone, weights_used, timing, ...); ``signal``
+    is the signal class of two (see :func:`signal_index`).
+    """
+    folder = Path(folder)
+    metrics = {**info, "classes": list(class_names)}
+    if len(class_names) == 2:
+        metrics["signal"] = class_names[signal_index(class_names, signal)]
+    for split, s in splits.items():
+        metrics[split] = classification_metrics(s.y_true, s.scores, class_names, signal)
+    write_evaluation(folder, class_names, splits["test"], signal)
     history.to_csv(folder / "history.csv", index=False, float_format="%.6g")
     plot_training_curves(history, folder / "training_curves.png", f"{info.get('backbone', '')} training")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

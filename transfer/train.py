@@ -12,9 +12,23 @@ model is trained at ``lr * fine_tune_lr_factor`` with a fresh optimizer.
 Backbones registered with ``pretrained=False`` (trained from scratch) are the
 exception: they follow the training flag and their BatchNorm layers learn.
 
+Compact networks trained from scratch (``cnn``, ``resnet15``, ``smallcnn``,
+``mlp``; ``pretrained=False``) have nothing to keep frozen: they are trained
+in one stage ("from-scratch"), every layer at ``lr`` for ``epochs``, with no
+extra head (the fine-tuning options do not apply).
+
 Both stages stop early on a validation-loss plateau (``patience``), reduce
 the learning rate on a shorter plateau, and the weights with the lowest
 validation loss over both stages are the ones kept and saved.
+``class_weight="balanced"`` weights each training event by
+n_events / (n_classes * n_events_of_its_class) (scikit-learn's
+``compute_class_weight``) in every stage.
+
+Data come from :func:`transfer.sources.open_data`: image folders or HDF5
+arrays, behind one interface. Cross-validation (``folds``) and the
+training-set-size scan (``train_fraction``) run several of these trainings:
+see :mod:`transfer.crossval` and :mod:`transfer.scan`, or
+:func:`transfer.experiments.run_experiment`, which picks the right one.
 
 Example (a notebook)::
 
@@ -35,11 +49,12 @@ from pathlib import Path
 import numpy as np
 
 from imgen._version import __version__
-from transfer.backbones import BackboneSpec, check_image_size, get_backbone
+from transfer.backbones import BackboneSpec, check_channels, check_image_size, get_backbone
 from transfer.config import TrainConfig, save_config
-from transfer.data import ImageDataset, load_image_dataset, make_tf_dataset
+from transfer.errors import TransferError
 from transfer.files import check_output_folder, staged_folder
 from transfer.report import SplitScores, write_run_report
+from transfer.sources import DataView, open_data
 from transfer.weights import ResolvedWeights, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -71,6 +86,19 @@ class RunResult:
     def model_path(self) -> Path:
         return self.out_dir / "model.keras"
 
+    def summary_lines(self) -> list[str]:
+        """What the CLI prints after a run."""
+        m = self.metrics
+        lines = [f"run folder: {self.out_dir}",
+                 f"backbone {m['backbone']}, weights used: {m['weights_used']}"
+                 + (f" ({m['weights_reason']})" if m.get("weights_reason") else "")]
+        for split in ("validation", "test"):
+            auc = m[split]["roc_auc"]
+            auc = auc.get("macro") if isinstance(auc, dict) else auc
+            lines.append(f"{split}: accuracy {m[split]['accuracy']:.3f}, loss {m[split]['loss']:.3f}, ROC AUC "
+                         + ("n/a" if auc is None else f"{auc:.3f}"))
+        return lines
+
 
 def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple | None) -> tuple[int, int]:
     """The (height, width) the backbone sees: ``requested``, or the images' own size.
@@ -81,6 +109,24 @@ def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple 
     size = tuple(requested) if requested else tuple(image_shape[:2])
     check_image_size(spec, size)
     return size
+
+
+def check_view(spec: BackboneSpec, view: DataView, config: TrainConfig) -> tuple[int, int]:
+    """Everything about the data that can stop a run, before training; returns the size the backbone sees."""
+    image_size = resolve_image_size(spec, view.input_shape, config.image_size)
+    check_channels(spec, view.input_shape[2], view.channel_names)
+    if config.signal is not None and config.signal not in view.class_names:
+        raise TransferError(f"--signal {config.signal}: not one of the classes {', '.join(view.class_names)}")
+    return image_size
+
+
+def balanced_class_weights(labels, num_classes: int) -> dict[int, float]:
+    """``{class id: n_events / (num_classes * n_events of the class)}`` (scikit-learn's "balanced")."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels)
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return {k: float(w) for k, w in enumerate(weights)}
 
 
 def mixed_precision_policy(mode: str) -> str:
@@ -198,79 +244,128 @@ def _warn_if_constant(features: np.ndarray, backbone: str, weights_used: str) ->
                     "initialisation)" if weights_used == "none" else "")
 
 
-def _check_before_training(config: TrainConfig) -> tuple[BackboneSpec, ImageDataset, tuple, Path]:
-    spec = get_backbone(config.backbone)
-    out = Path(config.out or config.default_out())
-    check_output_folder(out, config.overwrite)
-    images = load_image_dataset(config.data, config.classes, config.split, config.seed)
-    image_size = resolve_image_size(spec, images.image_shape, config.image_size)
-    return spec, images, image_size, out
-
-
 def run_training(config: TrainConfig) -> RunResult:
     """Train, evaluate and report one configuration; write its run folder.
 
-    Every input problem (data, options, weights, sizes, ``--unfreeze``) raises
-    :class:`~transfer.errors.TransferError` before training starts.
+    Every input problem (data, options, weights, sizes, channels,
+    ``--unfreeze``) raises :class:`~transfer.errors.TransferError` before
+    training starts. ``folds`` and ``train_fraction`` run several trainings:
+    use :func:`transfer.experiments.run_experiment` for those.
     """
-    spec, images, image_size, out = _check_before_training(config)
-    weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
+    if config.folds or config.train_fraction:
+        raise TransferError("folds and train_fraction run several trainings: call "
+                            "transfer.experiments.run_experiment(config) (or transfer.crossval.run_folds, "
+                            "transfer.scan.run_train_fraction_scan)")
+    spec = get_backbone(config.backbone)
+    out = Path(config.out or config.default_out())
+    check_output_folder(out, config.overwrite)
+    with open_data(config) as source:
+        view = source.view()
+        image_size = check_view(spec, view, config)
+        weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
+        return train_view(config, spec, view, weights, out)
+
+
+def train_view(config: TrainConfig, spec: BackboneSpec, view: DataView, weights: ResolvedWeights, out: Path,
+               into: Path | None = None, record: TrainConfig | None = None, recorded: dict | None = None,
+               extra_info: dict | None = None) -> RunResult:
+    """Train one model on ``view`` and write its run folder ``out``.
+
+    The folder is staged and renamed into place, unless ``into`` is given: an
+    already staged folder to write into directly (cross-validation and scans
+    stage their whole output folder). ``record`` is the configuration written
+    to config.yaml (default: ``config`` with ``out``), ``recorded`` extra facts
+    recorded under it, ``extra_info`` extra entries of metrics.json.
+    """
     import keras
 
+    image_size = check_view(spec, view, config)
     previous_policy = keras.config.dtype_policy().name
+    keras.backend.clear_session()  # earlier runs of this process (folds, scans, notebooks) free their memory
     try:
         keras.config.set_dtype_policy(mixed_precision_policy(config.mixed_precision))
+        args = (out, config, spec, view, image_size, weights, record, recorded or {}, extra_info or {})
+        if into is not None:
+            Path(into).mkdir(parents=True, exist_ok=False)
+            return _train_in(Path(into), *args)
         with staged_folder(out, config.overwrite) as staging:
-            return _train_in(staging, out, config, spec, images, image_size, weights)
+            return _train_in(staging, *args)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec, images: ImageDataset,
-              image_size: tuple, weights: ResolvedWeights) -> RunResult:
-    import keras
-
+def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_size: tuple,
+                weights: ResolvedWeights, strategy=None):
+    """The :class:`~transfer.model.TransferModel` for ``view``'s inputs (checks ``--unfreeze``)."""
     from transfer.model import build_transfer_model, layers_to_unfreeze
+
+    value_range = view.value_range() if spec.pretrained and view.input_dtype != "uint8" else None
+    scope = strategy.scope() if strategy is not None else _nullcontext()
+    with scope:
+        parts = build_transfer_model(spec, view.input_shape, len(view.class_names), image_size,
+                                     weights.keras_arg, config.head_units, config.dropout,
+                                     input_dtype=view.input_dtype, value_range=value_range)
+    if spec.pretrained:
+        layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
+    return parts
+
+
+def _nullcontext():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec, view: DataView,
+              image_size: tuple, weights: ResolvedWeights, record: TrainConfig | None, recorded: dict,
+              extra_info: dict) -> RunResult:
+    import keras
 
     started = time.perf_counter()
     timing: dict[str, float] = {}
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.distribute)
-    with strategy.scope():
-        parts = build_transfer_model(spec, images.image_shape, len(images.class_names), image_size,
-                                     weights.keras_arg, config.head_units, config.dropout)
-    layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
-    channels = images.image_shape[2]
-    train_images = make_tf_dataset(images.paths("train"), images.labels("train"), channels, config.batch_size,
-                                   shuffle=True, seed=config.seed, augment=config.augment_on_the_fly)
-    val_images = make_tf_dataset(images.paths("validation"), images.labels("validation"), channels,
-                                 config.batch_size)
-    stages = _Stages(config, spec, parts, strategy, train_images, val_images, timing)
-    stages.train_head(images, weights.used)
-    opened = stages.fine_tune()
+    parts = build_parts(config, spec, view, image_size, weights, strategy)
+    class_weight = (balanced_class_weights(view.labels("train"), len(view.class_names))
+                    if config.class_weight == "balanced" else None)
+    train_data = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed,
+                              augment=config.augment_on_the_fly)
+    val_data = view.dataset("validation", config.batch_size)
+    stages = _Stages(config, spec, parts, strategy, train_data, val_data, timing, class_weight)
+    if spec.pretrained:
+        stages.train_head(view, weights.used)
+        opened = stages.fine_tune()
+    else:
+        stages.train_from_scratch(len(view.labels("train")))
+        opened = []
     history = history_frame(stages.rows)
 
     stage_start = time.perf_counter()
     splits = {}
     for split in ("validation", "test"):
-        data = val_images if split == "validation" else make_tf_dataset(
-            images.paths("test"), images.labels("test"), channels, config.batch_size)
-        splits[split] = SplitScores(paths=images.relative_paths(split), y_true=images.labels(split),
+        data = val_data if split == "validation" else view.dataset("test", config.batch_size)
+        splits[split] = SplitScores(paths=view.ids(split), y_true=view.labels(split),
                                     scores=np.asarray(parts.model.predict(data, verbose=0), np.float64))
     timing["evaluation_s"] = time.perf_counter() - stage_start
     timing["total_s"] = time.perf_counter() - started
+    described = view.describe()
     info = {
         "backbone": spec.name, "weights_used": weights.used, "weights_reason": weights.reason,
-        "weights_file": weights.file, "fine_tune": config.fine_tune, "optimizer": config.optimizer,
+        "weights_file": weights.file, "training": "two-stage transfer" if spec.pretrained else "from scratch",
+        "fine_tune": config.fine_tune if spec.pretrained else "none (from scratch)", "optimizer": config.optimizer,
         "lr": config.lr, "fine_tune_lr": config.lr * config.fine_tune_lr_factor,
-        "image_shape": list(images.image_shape), "image_size": list(image_size),
-        "feature_cache": config.uses_feature_cache, "augment_on_the_fly": config.augment_on_the_fly,
-        "opened_layers": opened, "best": stages.best, "split_source": images.split_source,
-        "events_per_class": images.counts(), "timing": timing, "hepvision_version": __version__,
+        "image_shape": list(view.input_shape), "image_size": list(image_size),
+        "feature_cache": config.uses_feature_cache and spec.pretrained,
+        "augment_on_the_fly": config.augment_on_the_fly,
+        "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
+        "opened_layers": opened, "best": stages.best, "split_source": described.pop("split_source"),
+        "events_per_class": view.counts(), **described, **extra_info, "timing": timing,
+        "hepvision_version": __version__,
     }
-    metrics = _write_run(staging, out, config, images, image_size, weights, parts, splits, history, info)
+    metrics = _write_run(staging, out, config, view, image_size, weights, parts, splits, history, info, record,
+                         recorded)
     log.info("run written to %s (test accuracy %.3f)", out, metrics["test"]["accuracy"])
-    return RunResult(out_dir=out, metrics=metrics, history=history, class_names=images.class_names,
+    return RunResult(out_dir=out, metrics=metrics, history=history, class_names=view.class_names,
                      weights=weights, opened_layers=opened)
 
 
@@ -287,9 +382,10 @@ class _Stages:
     """The two training stages of one run, and what they leave: epoch records, best val_loss, timing."""
 
     def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, strategy, train_images, val_images,
-                 timing: dict):
+                 timing: dict, class_weight: dict | None = None):
         self.config, self.spec, self.parts, self.strategy = config, spec, parts, strategy
         self.train_images, self.val_images, self.timing = train_images, val_images, timing
+        self.class_weight = class_weight
         self.KeepBest, self.EpochRecorder = _keras_callbacks()
         self.rows: list[dict] = []
         self.keeper = None
@@ -303,20 +399,32 @@ class _Stages:
             target.compile(optimizer=make_optimizer(self.config.optimizer, learning_rate), loss=LOSS,
                            metrics=["accuracy"], jit_compile=_jit_compile(self.config.xla))
         target.fit(train_data, validation_data=val_data, epochs=epochs, verbose=self.config.verbose,
-                   shuffle=False, callbacks=_callbacks(self.config, keeper, recorder))
+                   shuffle=False, callbacks=_callbacks(self.config, keeper, recorder),
+                   class_weight=self.class_weight)
         self.rows += recorder.rows
         self.keeper = keeper
         return len(recorder.rows)
 
-    def train_head(self, images: ImageDataset, weights_used: str) -> None:
+    def train_from_scratch(self, n_train: int) -> None:
+        """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``."""
+        config = self.config
+        started = time.perf_counter()
+        self.parts.backbone.trainable = True
+        epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
+                           config.epochs, self.KeepBest())
+        self.timing["from_scratch_stage_s"] = time.perf_counter() - started
+        self.timing["from_scratch_events_per_s"] = n_train * epochs / self.timing["from_scratch_stage_s"]
+        self.best = {"stage": "from-scratch", "epoch": (self.keeper.where or 0) + 1, "val_loss": self.keeper.best}
+
+    def train_head(self, view: DataView, weights_used: str) -> None:
         """Stage 1: the head on the frozen backbone, on cached features unless augmenting on the fly."""
         from transfer.model import adapt_head, set_trainable
 
         config, parts = self.config, self.parts
         set_trainable(parts.backbone, "frozen")
         started = time.perf_counter()
-        y_train, y_val = images.labels("train"), images.labels("validation")
-        unshuffled = make_tf_dataset(images.paths("train"), y_train, images.image_shape[2], config.batch_size)
+        y_train, y_val = view.labels("train"), view.labels("validation")
+        unshuffled = view.dataset("train", config.batch_size)
         train_features = extract_features(parts.features, unshuffled)
         _warn_if_constant(train_features, self.spec.name, weights_used)
         with self.strategy.scope():
@@ -361,20 +469,24 @@ class _Stages:
         return opened
 
 
-def _write_run(staging: Path, out: Path, config: TrainConfig, images: ImageDataset, image_size: tuple,
-               weights: ResolvedWeights, parts, splits: dict, history, info: dict) -> dict:
+def _write_run(staging: Path, out: Path, config: TrainConfig, view: DataView, image_size: tuple,
+               weights: ResolvedWeights, parts, splits: dict, history, info: dict,
+               record: TrainConfig | None = None, recorded: dict | None = None) -> dict:
     """Everything of a run folder: model, classes, split, resolved config, report files; returns the metrics."""
     from transfer.model import export_model
 
     export_model(parts.model).save(staging / "model.keras")
     (staging / "classes.json").write_text(json.dumps(
-        {"classes": images.class_names, "ids": {c: i for i, c in enumerate(images.class_names)},
-         "image_shape": list(images.image_shape)}, indent=2) + "\n", encoding="utf-8")
-    (staging / "split.csv").write_text(images.split_table(), encoding="utf-8")
-    recorded = {"weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
-                "hepvision_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        {"classes": view.class_names, "ids": {c: i for i, c in enumerate(view.class_names)},
+         "image_shape": list(view.input_shape), "data_kind": view.kind, "input_dtype": view.input_dtype,
+         "channel_names": list(view.channel_names)}, indent=2) + "\n", encoding="utf-8")
+    for name, text in view.run_files().items():
+        (staging / name).write_text(text, encoding="utf-8")
+    facts = {"weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
+             "hepvision_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(recorded or {})}
     # overwrite is not carried over: re-running this file must never replace this run
-    resolved = TrainConfig(**{**config.to_dict(), "out": str(out), "classes": images.class_names,
-                              "image_size": list(image_size), "overwrite": False})
-    save_config(resolved, staging / "config.yaml", recorded)
-    return write_run_report(staging, images.class_names, splits, history, info)
+    base = record if record is not None else config
+    resolved = TrainConfig(**{**base.to_dict(), "out": str(out) if record is None else base.out,
+                              "classes": view.class_names, "image_size": list(image_size), "overwrite": False})
+    save_config(resolved, staging / "config.yaml", facts)
+    return write_run_report(staging, view.class_names, splits, history, info, config.signal)

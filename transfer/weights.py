@@ -183,6 +183,9 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: tuple | None =
     """
     if weights in (None, "none"):
         return ResolvedWeights(keras_arg=None, used="none")
+    if weights == "imagenet" and not spec.pretrained:
+        raise TransferError(f"backbone {spec.name!r} is a compact network trained from scratch: it has no "
+                            "ImageNet weights; pass --weights none (or a weights file of this network)")
     if weights == "imagenet":
         try:
             path = ensure_imagenet_weights(spec, image_size)

@@ -1,0 +1,278 @@
+"""Where training data comes from: one interface, a registry of kinds.
+
+``--data`` may name an image folder (PNG class folders or a folder written by
+``imgen``) or HDF5 calorimeter arrays. Each kind of data is one
+:class:`DataKind` in :data:`DATA_KINDS`: a ``claims(config)`` test on the
+options and a loader that returns a :class:`DataSource`. The first kind that
+claims a configuration is used (arrays: ``--x-key`` given or every ``--data``
+value an HDF5 file; images otherwise), so adding a kind is one
+:func:`register_data_kind` call and no branch anywhere else.
+
+A :class:`DataSource` knows every event once: class names, labels, ids and
+its default train/validation/test split. :meth:`DataSource.view` turns a split
+(the default one, a cross-validation fold, a training-set subset) into a
+:class:`DataView`, which fits whatever needs the training events (array
+standardisation and crop) and hands ``tf.data`` pipelines to the trainer.
+
+Example::
+
+    from transfer.config import TrainConfig
+    from transfer.sources import open_data
+    with open_data(TrainConfig(data=["electron=e.h5", "photon=p.h5"], x_key="X")) as source:
+        view = source.view()
+        view.counts()                # events per split and class
+        train = view.dataset("train", batch_size=64, shuffle=True)
+"""
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from transfer.errors import TransferError
+
+SPLITS = ("train", "validation", "test")
+#: Suffixes that make a ``--data`` value an HDF5 file.
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+
+
+class DataView:
+    """The events of one run: indices per split into a :class:`DataSource`, ready for ``tf.data``.
+
+    Subclasses set ``kind``, ``input_shape`` ((height, width, channels) the
+    model takes), ``input_dtype`` (``"uint8"`` or ``"float32"``) and
+    ``channel_names``, and implement :meth:`ids`, :meth:`dataset`,
+    :meth:`run_files` and :meth:`describe`.
+    """
+
+    kind = "?"
+    input_shape: tuple = ()
+    input_dtype = "uint8"
+    channel_names: tuple = ()
+
+    def __init__(self, source: "DataSource", splits: dict[str, np.ndarray]):
+        self.source = source
+        self.class_names = list(source.class_names)
+        self.splits = {s: np.sort(np.asarray(splits[s], dtype=np.int64)) for s in SPLITS}
+        _check_splits(self.splits, source.labels_all, self.class_names, source.describe_origin())
+
+    def labels(self, split: str) -> np.ndarray:
+        """Integer labels of ``split``, in the order of :meth:`ids` and :meth:`dataset`."""
+        return self.source.labels_all[self.splits[split]]
+
+    def ids(self, split: str) -> list[str]:
+        """One identifier per event of ``split`` (image path, ``file#row``), for predictions.csv."""
+        return self.source.ids(self.splits[split])
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Events per split and class."""
+        out = {}
+        for split in SPLITS:
+            numbers = np.bincount(self.labels(split), minlength=len(self.class_names))
+            out[split] = {name: int(n) for name, n in zip(self.class_names, numbers)}
+        return out
+
+    def split_table(self) -> str:
+        """CSV text ``path,class,split`` of every event of the source (``unused``: in no split)."""
+        names = np.full(len(self.source.labels_all), "unused", dtype=object)
+        for split, rows in self.splits.items():
+            names[rows] = split
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["path", "class", "split"])
+        ids = self.source.ids(np.arange(len(names)))
+        writer.writerows(zip(ids, (self.class_names[k] for k in self.source.labels_all), names))
+        return text.getvalue()
+
+    def value_range(self) -> list[list[float]] | None:
+        """Per-channel ``[low, high]`` that maps float inputs onto 0..255 for pretrained backbones."""
+        return None
+
+    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
+        """A batched ``tf.data.Dataset`` of ``(input, label)`` for ``split`` (reshuffled every epoch)."""
+        raise NotImplementedError
+
+    def run_files(self) -> dict[str, str]:
+        """Extra files of the run folder (name -> text): the split, how to read new data."""
+        return {"split.csv": self.split_table()}
+
+    def describe(self) -> dict:
+        """Facts for metrics.json and report.md (kind, shape, channels, scaling)."""
+        return {"data_kind": self.kind, "input_shape": list(self.input_shape), "input_dtype": self.input_dtype,
+                "channel_names": list(self.channel_names), "split_source": self.source.split_source}
+
+
+class DataSource:
+    """Every event of ``--data`` once; subclasses implement :meth:`ids` and :meth:`view`.
+
+    Attributes:
+        kind: the :class:`DataKind` name.
+        class_names: class names in label order.
+        labels_all: integer label of every event.
+        default_splits: indices per split of the default split (manifest,
+            stratified by ``--split`` and ``--seed``).
+        split_source: how ``default_splits`` was made.
+    """
+
+    kind = "?"
+    class_names: list[str]
+    labels_all: np.ndarray
+    default_splits: dict[str, np.ndarray]
+    split_source: str
+
+    def ids(self, indices: np.ndarray) -> list[str]:
+        raise NotImplementedError
+
+    def view(self, splits: dict[str, np.ndarray] | None = None) -> DataView:
+        """A :class:`DataView` of ``splits`` (default: :attr:`default_splits`)."""
+        raise NotImplementedError
+
+    def check_folds(self) -> None:
+        """Raise when cross-validation over all events would leak (e.g. augmented copies)."""
+
+    def describe_origin(self) -> str:
+        return "--data"
+
+    def close(self) -> None:
+        """Release open files."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _check_splits(splits: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str], origin: str) -> None:
+    for split in SPLITS:
+        if not len(splits[split]):
+            raise TransferError(f"{origin}: the {split} split has no events; use more events or other "
+                                "--split fractions")
+    missing = [c for k, c in enumerate(class_names) if not np.any(labels[splits["train"]] == k)]
+    if missing:
+        raise TransferError(f"{origin}: class(es) {', '.join(missing)} have no training events")
+
+
+def stratified_indices(labels: np.ndarray, class_names: list[str], fractions: tuple, seed: int,
+                       origin: str = "--data") -> dict[str, np.ndarray]:
+    """A stratified split that depends only on each class's own events, in their order.
+
+    Class ``k``'s events (in data order) are permuted with a generator seeded
+    by ``seed`` and the class name, then cut at the ``fractions``. An event's
+    split depends on its class and its position among that class's events, not
+    on the other classes: one combined file with labels and one file per class
+    holding the same events in the same order give the same split.
+    """
+    import hashlib
+
+    labels = np.asarray(labels)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    small = {}
+    for k, name in enumerate(class_names):
+        members = np.flatnonzero(labels == k)
+        if len(members) < 3:
+            small[name] = len(members)
+            continue
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+        order = members[np.random.default_rng([int(seed) & 0xFFFFFFFF, key]).permutation(len(members))]
+        n_train = max(1, int(round(fractions[0] * len(members))))
+        n_val = max(1, int(round(fractions[1] * len(members))))
+        n_train = min(n_train, len(members) - n_val - 1)
+        parts["train"].append(order[:n_train])
+        parts["validation"].append(order[n_train:n_train + n_val])
+        parts["test"].append(order[n_train + n_val:])
+    if small:
+        raise TransferError(f"{origin}: a train/validation/test split needs at least 3 events per class; "
+                            + ", ".join(f"{c} has {n}" for c, n in sorted(small.items())))
+    return {s: np.sort(np.concatenate(v)) for s, v in parts.items()}
+
+
+# --------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataKind:
+    """One kind of ``--data``.
+
+    Attributes:
+        name: ``"images"``, ``"arrays"``...
+        claims: ``claims(config) -> bool``: whether this kind reads ``config.data``.
+        loader: ``"module:function"``; ``function(config) -> DataSource``,
+            imported only when used.
+        description: one line for messages and ``--help``.
+    """
+
+    name: str
+    claims: Callable
+    loader: str
+    description: str
+
+    def open(self, config) -> DataSource:
+        module, _, function = self.loader.partition(":")
+        return getattr(importlib.import_module(module), function)(config)
+
+
+#: name -> kind, in the order they are asked to claim a configuration.
+DATA_KINDS: dict[str, DataKind] = {}
+
+
+def register_data_kind(kind: DataKind, first: bool = False) -> DataKind:
+    """Add (or replace) ``kind``; ``first=True`` asks it before the others."""
+    others = [(name, k) for name, k in DATA_KINDS.items() if name != kind.name]
+    DATA_KINDS.clear()
+    DATA_KINDS.update([(kind.name, kind), *others] if first else [*others, (kind.name, kind)])
+    return kind
+
+
+def data_kind_for(config) -> DataKind:
+    """The first registered kind that claims ``config``."""
+    for kind in DATA_KINDS.values():
+        if kind.claims(config):
+            return kind
+    raise TransferError(f"--data {' '.join(config.data_items)}: not a kind of data transfer reads ("
+                        + "; ".join(k.description for k in DATA_KINDS.values()) + ")")
+
+
+def open_data(config) -> DataSource:
+    """Open and check ``config.data`` with the kind that claims it."""
+    return data_kind_for(config).open(config)
+
+
+def data_target(item: str) -> str:
+    """The file, folder or glob of a ``--data`` value: ``class=target`` -> target, else the value itself."""
+    name, sep, target = item.partition("=")
+    return target if sep and name and "/" not in name and not Path(item).exists() else item
+
+
+def _holds_hdf5(item: str) -> bool:
+    """A folder (without manifest.csv) with HDF5 files in it or in its subfolders."""
+    folder = Path(item)
+    if not folder.is_dir() or (folder / "manifest.csv").is_file():
+        return False
+    return any(p.suffix.lower() in HDF5_SUFFIXES for pattern in ("*", "*/*") for p in folder.glob(pattern))
+
+
+def _claims_arrays(config) -> bool:
+    """``--x-key`` given, a ``CLASS=...`` item (images never use them), or HDF5 files (or folders of them)."""
+    items = config.data_items
+    return bool(config.x_key) or any(data_target(item) != item for item in items) \
+        or all(item.lower().endswith(HDF5_SUFFIXES) or _holds_hdf5(item) for item in items)
+
+
+def _claims_images(config) -> bool:
+    return True
+
+
+register_data_kind(DataKind(
+    "arrays", _claims_arrays, "transfer.array_source:open_array_source",
+    "HDF5 arrays: --x-key KEY with CLASS=FILE|FOLDER|GLOB per class, FILE(s) with --y-key and --classes, "
+    "or a folder of class folders or files"))
+register_data_kind(DataKind(
+    "images", _claims_images, "transfer.data:open_image_source",
+    "one image folder with manifest.csv or one PNG subfolder per class"))
