@@ -65,3 +65,18 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
         read_config_file(path)
     with pytest.raises(TransferError, match="cannot read"):
         read_config_file(tmp_path / "missing.yaml")
+
+
+def test_weights_default_to_imagenet_for_pretrained_and_none_for_compact_networks(tmp_path):
+    from transfer.config import TrainConfig
+    from transfer.errors import TransferError
+
+    assert TrainConfig(data=str(tmp_path), backbone="vgg19").weights == "imagenet"
+    assert TrainConfig(data=str(tmp_path), backbone="cnn").weights == "none"
+    # Asking for ImageNet weights on a network that has none stays an error at run time.
+    assert TrainConfig(data=str(tmp_path), backbone="cnn", weights="imagenet").weights == "imagenet"
+    from transfer.backbones import get_backbone
+    from transfer.weights import resolve_weights
+
+    with pytest.raises(TransferError, match="trained from scratch"):
+        resolve_weights(get_backbone("cnn"), "imagenet")

@@ -137,8 +137,9 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                             f"{COMPACT} are compact networks trained from scratch (one stage, all layers, "
                             "--lr and --epochs; any input size and channel count; --weights none); "
                             "see --list-backbones")
-    model.add_argument("--weights", metavar="imagenet|none|PATH",
-                       help="backbone initialisation: ImageNet weights through Keras' cache "
+    model.add_argument("--weights", metavar="auto|imagenet|none|PATH",
+                       help="backbone initialisation: auto (imagenet for pretrained backbones, none for "
+                            "networks trained from scratch), ImageNet weights through Keras' cache "
                             "($KERAS_HOME/models, default ~/.keras/models; downloaded when missing), "
                             "none (random; the only choice, besides a file, for networks trained from "
                             f"scratch), or a weights file for this backbone ({_default('weights')})")

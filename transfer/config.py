@@ -52,7 +52,7 @@ class TrainConfig:
     data: Any
     out: Optional[str] = None
     backbone: str = "vgg19"
-    weights: str = "imagenet"
+    weights: str = "auto"
     on_missing_weights: str = "error"
     fine_tune: str = "partial"
     unfreeze: int = 4
@@ -123,7 +123,9 @@ class TrainConfig:
         _check_choice("distribute", self.distribute, DISTRIBUTE)
         if self.optimizer not in OPTIMIZERS:
             raise TransferError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        get_backbone(self.backbone)
+        spec = get_backbone(self.backbone)
+        if self.weights == "auto":  # a default per kind of network, not a fallback
+            self.weights = "imagenet" if spec.pretrained else "none"
         _check_range("lr", self.lr, low=0.0, low_open=True)
         _check_range("fine_tune_lr_factor", self.fine_tune_lr_factor, low=0.0, low_open=True)
         _check_range("dropout", self.dropout, low=0.0, high=1.0)
