@@ -67,6 +67,8 @@ def test_folds_on_arrays_test_every_event_once_and_summarise(work, arrays):
     table = (out / "folds_summary.md").read_text()
     assert "| metric | mean | std | n |" in table and "| test.accuracy |" in table
     assert json.loads((folds[1] / "metrics.json").read_text())["fold"] == 2
+    # The fold made the split, not the data: metrics.json must say so.
+    assert "fold 2" in json.loads((folds[1] / "metrics.json").read_text())["split_source"]
 
 
 def test_folds_on_images_report_counts_per_split(work):
@@ -116,6 +118,7 @@ def test_train_fraction_scan(work, arrays):
     assert _test_ids(runs[0]) == _test_ids(runs[1])  # the same test events for every fraction
     for run, n in zip(runs, table["n_train"]):
         assert sum(json.loads((run / "metrics.json").read_text())["events_per_class"]["train"].values()) == n
+        assert "training subset" in json.loads((run / "metrics.json").read_text())["split_source"]
 
 
 # --- learning-rate range test ---------------------------------------------------------------------

@@ -86,6 +86,8 @@ def run_folds(config: TrainConfig) -> FoldsResult:
         except ValueError as exc:
             raise TransferError(f"--folds {k}: {exc}") from None
         views = [source.view({"train": f.train, "validation": f.validation, "test": f.test}) for f in folds]
+        for number, view in enumerate(views, start=1):
+            view.split_source = f"stratified {k}-fold cross-validation (fold {number}, seed {config.seed})"
         image_size = check_view(spec, views[0], config)
         weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
         record = TrainConfig(**{**config.to_dict(), "out": str(out), "overwrite": False})

@@ -125,6 +125,8 @@ def run_train_fraction_scan(config: TrainConfig) -> ScanResult:
                 raise TransferError(f"--train-fraction {fraction:g}: too few training events for a stratified "
                                     f"subset of every class ({exc})") from None
             views.append(source.view({**splits, "train": train}))
+            views[-1].split_source = (f"{source.split_source}; training subset of fraction {fraction:g} "
+                                      f"(stratified, seed {config.seed})")
         image_size = check_view(spec, views[0], config)
         weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
         record = TrainConfig(**{**config.to_dict(), "out": str(out), "overwrite": False})

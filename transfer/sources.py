@@ -57,6 +57,8 @@ class DataView:
 
     def __init__(self, source: "DataSource", splits: dict[str, np.ndarray]):
         self.source = source
+        #: How these splits were made; folds and scans overwrite it with their own.
+        self.split_source = source.split_source
         self.class_names = list(source.class_names)
         self.splits = {s: np.sort(np.asarray(splits[s], dtype=np.int64)) for s in SPLITS}
         _check_splits(self.splits, source.labels_all, self.class_names, source.describe_origin())
@@ -104,7 +106,7 @@ class DataView:
     def describe(self) -> dict:
         """Facts for metrics.json and report.md (kind, shape, channels, scaling)."""
         return {"data_kind": self.kind, "input_shape": list(self.input_shape), "input_dtype": self.input_dtype,
-                "channel_names": list(self.channel_names), "split_source": self.source.split_source}
+                "channel_names": list(self.channel_names), "split_source": self.split_source}
 
 
 class DataSource:
