@@ -29,7 +29,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -42,6 +41,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from imgen._version import __version__
+from imgen.atomic import staged_folder
 from imgen.manifest import (AUGMENTED_FROM, COLUMNS, MANIFEST_NAME, ManifestError,
                             read_manifest, write_manifest)
 
@@ -523,11 +523,7 @@ def augment_dataset(
                          if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith("."))
 
     # ---- write into a temporary sibling, then rename into place
-    created = [p for p in [out_dir.parent, *out_dir.parent.parents] if not p.exists()]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        _chmod_like_mkdir(tmp)
+    with staged_folder(out_dir) as tmp:
         total = len(rows) + sum(len(jobs) for jobs in plan.values())
         with tqdm(total=total, desc="augment", unit="img", disable=not progress) as bar:
             for row in rows:
@@ -562,15 +558,6 @@ def augment_dataset(
             "ops": ops if isinstance(ops, str) or ops is None else operation_names,
             "operations": operation_names, "per_class": per_class, "factor": factor, "seed": seed,
             "train_images_per_class": targets}, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:               # innermost first
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
 
     copied: dict[str, int] = {}
     for row in rows:
@@ -581,25 +568,3 @@ def augment_dataset(
         if c.note:
             log.info("class %s: %s", c.name, c.note)
     return AugmentSummary(input_dir, out_dir, operation_names, seed, classes, copied, extra_files)
-
-
-def _chmod_like_mkdir(folder: Path) -> None:
-    """``mkdtemp`` makes a private (0700) folder; give the output the permissions ``mkdir`` would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, old / "previous")
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old / "previous", out_dir)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)

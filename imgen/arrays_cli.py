@@ -22,9 +22,7 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,6 +33,7 @@ from tqdm import tqdm
 
 from imgen._version import __version__
 from imgen.arrays import ArrayDataError, ArrayDataset, ArrayTransform, fit_transform, open_arrays
+from imgen.atomic import staged_folder
 from imgen.errors import ImgenError
 from imgen.manifest import write_manifest
 from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_split, parse_fractions
@@ -143,9 +142,7 @@ def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str 
         if len(vmax) != n_channels:
             raise ArrayDataError(f"--max-value has {len(max_value)} values for {n_channels} channels")
     summary = ExportSummary(out, {c: dict.fromkeys(SPLITS, 0) for c in dataset.classes}, vmax)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_folder(out, prefix=f".{out.name}-") as tmp:
         for name in dataset.classes:
             (tmp / name).mkdir()
         rows = []
@@ -166,23 +163,7 @@ def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str 
                         "percentile": None if max_value is not None else percentile,
                         "limit": limit, "seed": seed, "fractions": list(fractions)}
         (tmp / EXPORT_INFO).write_text(json.dumps(summary.info, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        _replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Move ``new`` to ``out``; an old ``out`` is set aside first, then removed."""
-    if not out.exists():
-        os.replace(new, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-    os.replace(out, old / out.name)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _floats(text: str) -> list[float]:

@@ -27,13 +27,14 @@ benchmarks and the notebook write these instead. Same seed, same arrays.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import h5py
 import numpy as np
+
+from imgen.atomic import atomic_path
 
 EGAMMA_CLASSES = ("electron", "photon")
 TOWER_CLASSES = ("jets", "pileup")
@@ -50,16 +51,8 @@ def _atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """An HDF5 file written under a temporary name, renamed into place on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".h5", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as handle:
-            yield handle
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, prefix=f".{path.stem}-", suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
+        yield handle
 
 
 def _gauss_1d(n_cells: int, centre: np.ndarray, sigma: np.ndarray) -> np.ndarray:

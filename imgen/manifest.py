@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from imgen.atomic import atomic_file
 
 MANIFEST_NAME = "manifest.csv"
 #: Columns every manifest has, in this order. ``path`` is relative to the
@@ -51,20 +52,16 @@ def read_manifest(root: str | os.PathLike, check_files: bool = True) -> list[dic
 
 
 def write_manifest(root: str | os.PathLike, rows: Iterable[Mapping[str, object]],
-                   columns: Iterable[str] = COLUMNS) -> Path:
-    """Write ``root/manifest.csv`` atomically (temporary file, then rename)."""
-    path = manifest_path(root)
+                   columns: Iterable[str] = COLUMNS, *, name: str = MANIFEST_NAME) -> Path:
+    """Write ``root/manifest.csv`` atomically (temporary file, then rename).
+
+    ``name`` gives another file name (the shard manifests of ``imgen.writer``).
+    """
+    path = Path(root) / name
     columns = list(columns)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".csv", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({c: row.get(c, "") for c in columns})
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", newline="", encoding="utf-8", prefix=".manifest-", suffix=".csv") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
     return path

@@ -40,7 +40,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -48,6 +47,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from imgen._version import __version__
+from imgen.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -333,25 +333,18 @@ def generate_events(class_name: str, events: int, seed: int) -> Iterator[tuple[s
 def write_class_file(path: Path, class_name: str, events: int, seed: int, indent: int | None = 3) -> Path:
     """Stream one class's events into ``path`` atomically (temporary file, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     pad = "" if indent is None else " " * indent
     newline = "" if indent is None else "\n"
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("{" + newline + pad + '"Event": {' + newline)
-            first = True
-            for number, event in generate_events(class_name, events, seed):
-                body = json.dumps(event, indent=indent, sort_keys=True)
-                if indent is not None:
-                    body = body.replace("\n", "\n" + pad * 2)
-                handle.write(("" if first else "," + newline) + pad * 2 + json.dumps(number) + ": " + body)
-                first = False
-            handle.write(newline + pad + "}" + newline + "}" + newline)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as handle:
+        handle.write("{" + newline + pad + '"Event": {' + newline)
+        first = True
+        for number, event in generate_events(class_name, events, seed):
+            body = json.dumps(event, indent=indent, sort_keys=True)
+            if indent is not None:
+                body = body.replace("\n", "\n" + pad * 2)
+            handle.write(("" if first else "," + newline) + pad * 2 + json.dumps(number) + ": " + body)
+            first = False
+        handle.write(newline + pad + "}" + newline + "}" + newline)
     return path
 
 

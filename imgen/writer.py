@@ -30,10 +30,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from imgen.atomic import move_into_place, temp_file_beside, write_atomic
 from imgen.errors import ImgenError
 from imgen.manifest import COLUMNS, MANIFEST_NAME, write_manifest
 
@@ -63,15 +64,7 @@ def hdf5_name(shard: tuple[int, int] | None) -> str:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, prefix=_TMP_PREFIX)
 
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -209,23 +202,13 @@ class ManifestSpool:
     def finish(self, name: str = MANIFEST_NAME) -> Path:
         """Write ``out/<name>`` (with :func:`imgen.manifest.write_manifest`), drop the spool."""
         try:
-            return _write_manifest_as(self.out, name, self.rows())
+            return write_manifest(self.out, self.rows(), name=name)
         finally:
             self.close()
 
     def close(self) -> None:
         self._handle.close()
         Path(self._path).unlink(missing_ok=True)
-
-
-def _write_manifest_as(out: Path, name: str, rows: Iterable[Mapping[str, object]]) -> Path:
-    if name == MANIFEST_NAME:
-        return write_manifest(out, rows)
-    with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX, dir=out) as tmp:
-        written = write_manifest(tmp, rows)
-        target = out / name
-        os.replace(written, target)
-    return target
 
 
 def merge_shard_manifests(out: str | os.PathLike) -> Path:
@@ -277,7 +260,7 @@ class Hdf5Writer:
         import h5py  # only runs that write HDF5 pay for the import
 
         self.path = Path(path)
-        fd, self._tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".h5", dir=self.path.parent)
+        fd, self._tmp = temp_file_beside(self.path, prefix=_TMP_PREFIX, suffix=".h5")
         os.close(fd)
         self._file = h5py.File(self._tmp, "w")
         self._file.attrs["classes"] = list(classes)
@@ -331,14 +314,13 @@ class Hdf5Writer:
         for dataset in self._columns.values():
             dataset.resize(self.count, axis=0)
         self._file.close()
-        os.replace(self._tmp, self.path)
-        return self.path
+        return move_into_place(self._tmp, self.path)
 
     def abort(self) -> None:
         try:
             self._file.close()
         finally:
-            Path(self._tmp).unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
 
 
 def compress_image(image: np.ndarray) -> bytes:

@@ -7,28 +7,17 @@ name once everything in it is complete.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager
 
+from imgen import atomic
 from transfer.errors import TransferError
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_atomic(path, text, prefix=f".{path.name}-", permissions=0o666 & ~atomic.UMASK)
 
 
 def check_output_folder(out: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -41,36 +30,12 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool = False) -> Path
     return out
 
 
-@contextmanager
-def staged_folder(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a hidden staging folder beside ``out``; on success it replaces ``out``.
+def staged_folder(out: str | os.PathLike, overwrite: bool = False) -> ContextManager[Path]:
+    """Check ``out`` (:func:`check_output_folder`), then yield a hidden staging folder
+    ``.<out>.partial-XXXX`` beside it; on success it replaces ``out``.
 
-    On an exception the staging folder is removed and ``out`` is left as it was.
+    On an exception the staging folder is removed and ``out`` is left as it was
+    (:func:`imgen.atomic.staged_folder`).
     """
     out = check_output_folder(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    os.chmod(out, 0o777 & ~_UMASK)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: The process umask, read once at import (reading it means setting it briefly,
-#: which is best not done later, while other threads may create files).
-_UMASK = _read_umask()
+    return atomic.staged_folder(out, prefix=f".{out.name}.partial-")
