@@ -33,6 +33,7 @@ from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, expand_target, f
                           split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
+from transfer.files import read_run_json
 from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target, stratified_indices
 
 log = logging.getLogger(__name__)
@@ -229,17 +230,7 @@ def open_array_source(config) -> ArraySource:
 
 def read_arrays_info(model_path: str | os.PathLike) -> dict:
     """``arrays.json`` beside ``model_path``."""
-    path = Path(model_path).with_name(ARRAYS_FILE)
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise TransferError(f"{path}: not found; predicting on arrays needs the {ARRAYS_FILE} that training "
-                            "writes beside model.keras") from None
-    except json.JSONDecodeError as exc:
-        raise TransferError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or "arrays" not in info or "transform" not in info:
-        raise TransferError(f'{path}: expected {{"arrays": ..., "transform": ...}}')
-    return info
+    return read_run_json(model_path, ARRAYS_FILE, ("arrays", "transform"))
 
 
 def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int = 256, x_key=None, model=None):

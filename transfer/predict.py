@@ -16,7 +16,6 @@ read and scaled as the run's ``arrays.json`` says).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from transfer.data import check_images, make_tf_dataset
 from transfer.errors import TransferError
+from transfer.files import read_run_json
 from transfer.report import predictions_table
 
 
@@ -48,16 +48,9 @@ def collect_images(inputs: list) -> list[Path]:
 
 def read_classes(model_path: str | os.PathLike) -> dict:
     """``classes.json`` beside ``model_path``: class names in score order and the image shape."""
-    path = Path(model_path).with_name("classes.json")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise TransferError(f"{path}: not found; predict needs the classes.json that training writes "
-                            "beside model.keras") from None
-    except json.JSONDecodeError as exc:
-        raise TransferError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("classes"), list):
-        raise TransferError(f"{path}: expected {{\"classes\": [...], ...}}")
+    info = read_run_json(model_path, "classes.json", ("classes",))
+    if not isinstance(info["classes"], list):
+        raise TransferError(f"{Path(model_path).with_name('classes.json')}: expected \"classes\" to be a list")
     return info
 
 

@@ -324,7 +324,7 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
         weights += f" (**random initialisation, not transfer learning**: {metrics['weights_reason']})"
     timing = metrics.get("timing", {})
     if metrics.get("training") == "from scratch":
-        training = (f"| training | from scratch, all layers, one stage |",
+        training = ("| training | from scratch, all layers, one stage |",
                     f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} |")
     else:
         training = (f"| fine-tuning | {metrics['fine_tune']} ({len(metrics.get('opened_layers', []))} backbone "
