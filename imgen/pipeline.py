@@ -40,7 +40,7 @@ from imgen._version import __version__
 from imgen.errors import BadEventError, ImgenError
 from imgen.events import iter_raw_events, open_json, parse_event
 from imgen.inputs import InputFile, resolve_inputs
-from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, encode_png, render_event, render_png
+from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, encode_png, render_event
 from imgen.selection import CutFlow, Selection, build_selection, event_cuts_passed, select_objects
 from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_shard, assign_split, parse_fractions, parse_shard
 from imgen.writer import (Hdf5Writer, ManifestSpool, Staging, check_and_write_config, compress_image,
@@ -215,11 +215,8 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
                 if not job.overwrite and (os.path.exists(os.path.join(final_dir, name)) or os.path.exists(staged)):
                     status = "existing"
                 else:
-                    if job.write_hdf5:
-                        image = render_event(selected, job.render)
-                        write_staged(staged, encode_png(image))
-                    else:
-                        write_staged(staged, render_png(selected, job.render))
+                    image = render_event(selected, job.render)
+                    write_staged(staged, encode_png(image))
             if job.write_hdf5:
                 chunk = compress_image(image if image is not None else render_event(selected, job.render))
         result.rows.append((event_id, split, status, chunk))

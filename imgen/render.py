@@ -189,26 +189,17 @@ def render_event(event: Event | Mapping[str, Any], config: RenderConfig = Render
     ``event`` is an :class:`~imgen.events.Event` or a raw CMS event dict
     (validated first). Selection is not applied here: pass a selected event.
     """
-    return _render(event, config, bgr=False)
-
-
-def render_png(event: Event | Mapping[str, Any], config: RenderConfig = RenderConfig()) -> bytes:
-    """``encode_png(render_event(event, config))``, the shortest way."""
-    if _isal_zlib is not None:
-        return _png_deflate(_render(event, config, bgr=False))
-    ok, buffer = cv2.imencode(".png", _render(event, config, bgr=True), _PNG_PARAMS)
-    if not ok:  # pragma: no cover
-        raise ImgenError("PNG encoding failed")
-    return buffer.tobytes()
-
-
-def _render(event: Event | Mapping[str, Any], config: RenderConfig, bgr: bool) -> np.ndarray:
     if not isinstance(event, Event):
         event = parse_event("event", event)
     objects = drawn_objects(event, config)
     if config.style == "physics":
-        return _render_physics(objects, config, bgr)
-    return _render_outline(objects, config, bgr)
+        return _render_physics(objects, config)
+    return _render_outline(objects, config)
+
+
+def render_png(event: Event | Mapping[str, Any], config: RenderConfig = RenderConfig()) -> bytes:
+    """``encode_png(render_event(event, config))``, the shortest way."""
+    return encode_png(render_event(event, config))
 
 
 def _scales(config: RenderConfig) -> tuple[float, float]:
@@ -232,7 +223,7 @@ def _fx(v: float) -> int:
     return int(math.floor(v * _ONE + 0.5))
 
 
-def _render_physics(objects: list[PhysicsObject], config: RenderConfig, bgr: bool) -> np.ndarray:
+def _render_physics(objects: list[PhysicsObject], config: RenderConfig) -> np.ndarray:
     size = config.size
     sx, sy = _scales(config)
     planes = [np.zeros((size, size), np.uint8) for _ in range(3)]
@@ -260,10 +251,10 @@ def _render_physics(objects: list[PhysicsObject], config: RenderConfig, bgr: boo
                 points = np.array([[_fx(x), _fx(yy - ay)], [_fx(x + ax), _fx(yy)],
                                    [_fx(x), _fx(yy + ay)], [_fx(x - ax), _fx(yy)]], np.int32)
                 cv2.fillConvexPoly(plane, points, value, cv2.LINE_8, _SHIFT)
-    return cv2.merge(planes[::-1] if bgr else planes)
+    return cv2.merge(planes)
 
 
-def _render_outline(objects: list[PhysicsObject], config: RenderConfig, bgr: bool) -> np.ndarray:
+def _render_outline(objects: list[PhysicsObject], config: RenderConfig) -> np.ndarray:
     size = config.size
     sx, sy = _scales(config)
     image = np.full((size, size, 3), 255, np.uint8)
@@ -273,8 +264,6 @@ def _render_outline(objects: list[PhysicsObject], config: RenderConfig, bgr: boo
         radius = outline_radius(obj.pt)
         ax, ay = max(radius * sx, 1.0), max(radius * sy, 1.0)
         colour = OUTLINE_COLOURS[obj.kind]
-        if bgr:
-            colour = colour[::-1]
         for yy in _wrapped(y, ay + thickness, size):
             cv2.ellipse(image, (_fx(x), _fx(yy)), (_fx(ax), _fx(ay)), 0, 0, 360, colour, thickness,
                         cv2.LINE_AA, _SHIFT)

@@ -42,7 +42,7 @@ def test_same_event_same_bytes():
         config = RenderConfig(style=style, size=SIZE)
         first = encode_png(render_event(event, config))
         assert encode_png(render_event(event, config)) == first
-        assert render_png(event, config) == first          # the pipeline's BGR shortcut, same bytes
+        assert render_png(event, config) == first          # the pipeline's one-call form, same bytes
         assert (decode_png(first) == render_event(event, config)).all()  # lossless
 
 
