@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=8, help="epochs of the head stage (default: %(default)s)")
     parser.add_argument("--fine-tune-epochs", type=int, default=2,
                         help="epochs with the top block unfrozen (default: %(default)s)")
-    parser.add_argument("--backbone", default="vgg19", help="backbone (default: %(default)s)")
+    parser.add_argument("--backbone", default="auto",
+                        help="backbone; auto: vgg19 fine-tuned from ImageNet when its weights are in the Keras "
+                             "cache or can be downloaded, else the compact network smallcnn trained from "
+                             "scratch (said in one line) (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="seed for every stage (default: %(default)s)")
     return parser
 
@@ -46,8 +49,27 @@ def run(step: str, command: list[str]) -> None:
     print(f"    ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
+def choose_backbone(requested: str) -> str:
+    """``auto``: vgg19 where its ImageNet weights can be had, else smallcnn (a random VGG19 would have to be
+    trained from scratch, far beyond the demo's 10 minutes on a CPU, and is no transfer learning)."""
+    if requested != "auto":
+        return requested
+    from transfer.backbones import get_backbone
+    from transfer.weights import WeightsUnavailable, ensure_imagenet_weights
+
+    try:
+        ensure_imagenet_weights(get_backbone("vgg19"))
+        return "vgg19"
+    except WeightsUnavailable as exc:
+        print(f"ImageNet weights for vgg19 cannot be had here ({exc.reason}): the demo trains the compact "
+              "network smallcnn from scratch instead (see the README, 'Pretrained weights on an offline "
+              "cluster', to fine-tune vgg19).", flush=True)
+        return "smallcnn"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.backbone = choose_backbone(args.backbone)
     out = Path(args.out)
     events, images = out / "events", out / "images"
     augmented, run_dir = out / "images_augmented", out / "runs" / f"{args.backbone}-demo"
@@ -60,13 +82,19 @@ def main(argv: list[str] | None = None) -> int:
                                   "--style", "physics", "--size", str(args.size), "--seed", seed])
     run("augment the training split", [py, "-m", "augment", str(images), "--out", str(augmented),
                                        "--preset", "physics", "--factor", "2", "--seed", seed])
-    run("fine-tune a pretrained backbone", [
-        py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone,
-        "--weights", "imagenet", "--on-missing-weights", "random",
-        "--fine-tune", "partial", "--unfreeze", "1", "--fine-tune-lr-factor", "0.01",
-        "--optimizer", "adam", "--image-size", str(args.size),
-        "--epochs", str(args.epochs), "--fine-tune-epochs", str(args.fine_tune_epochs),
-        "--seed", seed, "--out", str(run_dir)])
+    from transfer.backbones import get_backbone
+
+    if get_backbone(args.backbone).pretrained:
+        run("fine-tune a pretrained backbone", [
+            py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone, "--weights", "imagenet",
+            "--fine-tune", "partial", "--unfreeze", "1", "--fine-tune-lr-factor", "0.01",
+            "--optimizer", "adam", "--image-size", str(args.size),
+            "--epochs", str(args.epochs), "--fine-tune-epochs", str(args.fine_tune_epochs),
+            "--seed", seed, "--out", str(run_dir)])
+    else:
+        run("train a compact network from scratch", [
+            py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone,
+            "--epochs", str(args.epochs + args.fine_tune_epochs), "--seed", seed, "--out", str(run_dir)])
 
     report = next((run_dir / name for name in ("report.html", "report.md") if (run_dir / name).exists()),
                   run_dir)

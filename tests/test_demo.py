@@ -15,8 +15,8 @@ from tests.conftest import REPO_ROOT
 def test_demo_runs_every_stage_and_points_to_the_report(tmp_path: Path, python: str):
     out = tmp_path / "demo"
     done = subprocess.run(
-        [python, str(REPO_ROOT / "scripts" / "demo.py"), "--out", str(out), "--events", "40",
-         "--size", "32", "--epochs", "1", "--fine-tune-epochs", "1"],
+        [python, str(REPO_ROOT / "scripts" / "demo.py"), "--out", str(out), "--events", "150",
+         "--size", "32", "--epochs", "4", "--fine-tune-epochs", "1"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -29,11 +29,14 @@ def test_demo_runs_every_stage_and_points_to_the_report(tmp_path: Path, python: 
         augmented = list(csv.DictReader(handle))
     assert len(augmented) > len(rendered)
 
-    run_dir = out / "runs" / "vgg19-demo"
+    # Offline here: the demo says, in one line, that without ImageNet weights it trains smallcnn instead.
+    combined = done.stdout + done.stderr
+    assert sum("ImageNet weights for vgg19" in line and "smallcnn" in line for line in combined.splitlines()) == 1
+    run_dir = out / "runs" / "smallcnn-demo"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert "test" in metrics
+    assert metrics["training"] == "from scratch" and metrics["backbone"] == "smallcnn"
+    assert metrics["baseline"]["inputs"].startswith("physics objects")
+    assert metrics["health"]["collapsed"] is False
     report_line = [line for line in done.stdout.splitlines() if line.startswith("Report: ")]
     assert report_line and Path(report_line[-1].removeprefix("Report: ")).is_file()
-    # Offline here: the demo must say, in one line, that it trains without ImageNet weights.
-    combined = done.stdout + done.stderr
-    assert sum("ImageNet" in line and "random" in line for line in combined.splitlines()) >= 1
+    assert "baseline (gradient-boosted trees)" in Path(report_line[-1].removeprefix("Report: ")).read_text()

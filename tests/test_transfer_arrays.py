@@ -308,7 +308,8 @@ def test_help_names_the_array_options_subcommands_and_input_scaling():
     for option in ("--x-key", "--y-key", "--channels", "--scale", "--min-value", "--crop", "--class-weight",
                    "--signal", "--folds", "--train-fraction", "lr-find", "ensemble", "input scaling"):
         assert option in text, option
-    assert "(c0, c1, (c0 + c1) / 2)" in text and "pixels / 255" in text
+    assert "(c0, c1, (c0 + c1) / 2)" in text and "standardised with the training" in text
+    assert "--baseline" in text and "exits with status 3" in text
     listing = cli("--list-backbones").stdout
     rows = {line.split()[0]: line for line in listing.splitlines()[2:]}
     for name in ("cnn", "resnet15", "smallcnn", "mlp"):

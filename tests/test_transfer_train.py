@@ -240,8 +240,9 @@ def test_split_without_manifest_is_recorded(frozen_runs):
 # --- Run D: full fine-tuning with augmentation, under a tf.distribute strategy ----------------------
 
 def test_full_fine_tuning_with_augmentation_under_mirrored_strategy(work, data):
+    weights = backbone_weights_file(work / "vgg16-d.weights.h5", "VGG16")
     result = run_training(TrainConfig(
-        data=str(data), backbone="vgg16", weights="none", fine_tune="full", epochs=1, fine_tune_epochs=1,
+        data=str(data), backbone="vgg16", weights=str(weights), fine_tune="full", epochs=1, fine_tune_epochs=1,
         batch_size=12, augment_on_the_fly=True, distribute="mirrored", image_size=40, verbose=0,
         out=str(work / "augmented-mirrored")))
     metrics = result.metrics
@@ -265,7 +266,8 @@ def test_bad_options_stop_before_training(work, data, resnet_weights, capsys):
         (["--backbone", "alexnet"], "unknown backbone 'alexnet'"),
         (["--weights", str(work / "nothing.h5")], "no such file"),
         (["--weights", str(resnet_weights), "--unfreeze", "2"], "does not fit backbone 'vgg16'"),
-        (["--unfreeze", "99"], "--unfreeze 99: backbone 'vgg16' has only 13 layers"),
+        (["--weights", str(backbone_weights_file(work / "vgg16-bad.weights.h5", "VGG16")), "--unfreeze", "99"],
+         "--unfreeze 99: backbone 'vgg16' has only 13 layers"),
     ]
     for extra, message in cases:
         out = work / "never"
@@ -274,3 +276,19 @@ def test_bad_options_stop_before_training(work, data, resnet_weights, capsys):
         err = capsys.readouterr().err
         assert status == 2 and err.startswith("error: ") and message in err, (extra, err)
         assert not out.exists() and not list(work.glob(".never.partial-*"))
+
+
+# --- Random weights: no frozen stage on a random backbone ----------------------------------------------
+
+def test_random_weights_train_the_whole_network_from_the_start_and_say_so(work, data):
+    from transfer.model import InferenceMode
+
+    result = run_training(TrainConfig(data=str(data), backbone="mobilenetv2", weights="none", epochs=1,
+                                      batch_size=12, verbose=0, out=str(work / "random-mobilenet")))
+    metrics = result.metrics
+    assert metrics["training"] == "from scratch" and "not transfer learning" in metrics["training_reason"]
+    assert set(result.history["stage"]) == {"from-scratch"} and metrics["feature_cache"] is False
+    assert "not transfer learning" in (result.out_dir / "report.md").read_text()
+    model = keras.saving.load_model(result.model_path)
+    assert not any(isinstance(layer, InferenceMode) for layer in model.layers)
+    assert "baseline" in metrics and "health" in metrics

@@ -17,12 +17,14 @@ import sys
 
 from imgen._version import __version__
 from transfer.backbones import BACKBONES, format_backbone_table
-from transfer.config import (AUTO_ON_OFF, CLASS_WEIGHTS, DISTRIBUTE, FINE_TUNE_MODES, ON_MISSING_WEIGHTS, SCALES,
-                             TrainConfig, load_config)
+from transfer.config import (AUTO_ON_OFF, BASELINES, CLASS_WEIGHTS, DISTRIBUTE, FINE_TUNE_MODES,
+                             ON_MISSING_WEIGHTS, SCALES, TrainConfig, load_config)
 from transfer.errors import TransferError
 from transfer.optimizers import OPTIMIZERS
 
 PROG = "python -m transfer"
+#: Exit status of a training run whose network collapsed (learned nothing): results were written, but are not one.
+EXIT_COLLAPSED = 3
 DEFAULTS = TrainConfig.__dataclass_fields__
 COMPACT = ", ".join(sorted(name for name, spec in BACKBONES.items() if not spec.pretrained))
 
@@ -46,12 +48,23 @@ examples:
 
 input scaling (the same rule for every run, applied inside the saved model):
   uint8 images: pretrained backbones get their own keras.applications preprocess_input; compact
-    networks trained from scratch ({COMPACT}) get pixels / 255, i.e. [0, 1].
+    networks trained from scratch ({COMPACT}) get each channel standardised with the training
+    split's mean and std (inside the model).
   HDF5 arrays (float32, never converted to PNG): --channels, --min-value, --crop and --scale are
-    applied first (fitted on the training split only, saved as arrays.json); compact networks take
-    the result as it is; pretrained backbones get each channel mapped linearly from the training
-    split's minimum..maximum onto 0..255, then their own preprocess_input. For their 3 input
-    channels, 1 channel is repeated, 2 become (c0, c1, (c0 + c1) / 2), more are refused.
+    applied first (fitted on the training split only, saved as arrays.json); compact networks then
+    standardise each channel with the training split's mean and std inside the model, so raw MeV,
+    sign-log and standardised inputs all train; pretrained backbones get each channel mapped
+    linearly from the training split's minimum..maximum onto 0..255, then their own
+    preprocess_input. For their 3 input channels, 1 channel is repeated, 2 become
+    (c0, c1, (c0 + c1) / 2), more are refused.
+  --weights none on a pretrained backbone trains the whole network from the start in one stage
+    (a frozen random backbone would be meaningless); the report says so.
+
+results you can trust: every run also fits gradient-boosted trees (--baseline trees) on the same
+train/validation/test events and reports them beside the network, with 68 % bootstrap intervals on
+the test figures; a network that collapses (constant predictions, loss at the chance value ln K) is
+reported as COLLAPSED on the console, at the top of report.md and in metrics.json's health section,
+and the command exits with status 3.
 
 Every run folder holds model.keras, classes.json, config.yaml, metrics.json (with background
 rejection at 50/80/90 % signal efficiency), predictions.csv, history.csv, split.csv,
@@ -190,9 +203,15 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
 
     training.add_argument("--class-weight", choices=CLASS_WEIGHTS,
                           help="balanced: weight each training event by n / (classes x n_class) "
-                               f"(scikit-learn compute_class_weight), in every stage ({_default('class_weight')})")
+                               "(scikit-learn compute_class_weight), in every stage; auto: balanced when the "
+                               f"largest class has over 1.5x the smallest's training events ({_default('class_weight')})")
 
     evaluation = parser.add_argument_group("evaluation and experiments")
+    evaluation.add_argument("--baseline", choices=BASELINES,
+                            help="trees: also fit gradient-boosted trees on the same train/validation/test "
+                                 "events (physics objects of imgen's source events, pooled cells of arrays, "
+                                 "else downsampled pixels) and report them beside the network; none: skip "
+                                 f"({_default('baseline')})")
     evaluation.add_argument("--signal", metavar="CLASS",
                             help="two classes: the signal class of the background rejection at 50/80/90 %% "
                                  "signal efficiency, the ROC and the discriminant (default: the second "
@@ -304,7 +323,14 @@ def _train(argv: list[str]) -> int:
     config = _config(args)
     from transfer.experiments import run_experiment
 
-    print("\n".join(run_experiment(config).summary_lines()))
+    result = run_experiment(config)
+    print("\n".join(result.summary_lines()))
+    runs = getattr(result, "runs", None) or [result]
+    collapsed = sum(bool(r.metrics.get("health", {}).get("collapsed")) for r in runs)
+    if collapsed:
+        print(f"error: {collapsed} of {len(runs)} trained network(s) COLLAPSED (learned nothing): see the "
+              f"health section of report.md; exit status {EXIT_COLLAPSED}", file=sys.stderr)
+        return EXIT_COLLAPSED
     return 0
 
 

@@ -27,7 +27,9 @@ from transfer.files import write_text_atomic
 FINE_TUNE_MODES = ("frozen", "partial", "full")
 #: ``--scale`` choices: the keys of ``imgen.arrays.SCALES`` (a test checks they agree).
 SCALES = ("none", "log", "standardize")
-CLASS_WEIGHTS = ("none", "balanced")
+CLASS_WEIGHTS = ("auto", "none", "balanced")
+#: ``--baseline`` choices: gradient-boosted trees on the same events (transfer.baseline), or none.
+BASELINES = ("trees", "none")
 ON_MISSING_WEIGHTS = ("error", "random")
 AUTO_ON_OFF = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
@@ -82,10 +84,11 @@ class TrainConfig:
     scale: str = "none"
     min_value: Optional[float] = None
     crop: bool = False
-    class_weight: str = "none"
+    class_weight: str = "auto"
     signal: Optional[str] = None
     folds: int = 0
     train_fraction: Optional[tuple] = None
+    baseline: str = "trees"
 
     def __post_init__(self):
         from transfer.backbones import get_backbone
@@ -111,6 +114,7 @@ class TrainConfig:
         self.train_fraction = parse_train_fraction(self.train_fraction)
         _check_choice("scale", self.scale, SCALES)
         _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        _check_choice("baseline", self.baseline, BASELINES)
         if self.folds == 1 or self.folds < 0:
             raise TransferError(f"folds {self.folds}: cross-validation needs at least 2 folds (0 turns it off)")
         if self.folds and self.train_fraction:

@@ -51,11 +51,26 @@ class FoldsResult:
 
     def summary_lines(self) -> list[str]:
         lines = [f"{len(self.runs)}-fold cross-validation: {self.out_dir}"]
-        for name in ("validation.accuracy", "test.accuracy", "test.roc_auc", "test.roc_auc.macro"):
+        for name in ("validation.accuracy", "test.accuracy", "test.roc_auc", "test.roc_auc.macro",
+                     "baseline.test.accuracy", "baseline.test.roc_auc", "baseline.test.roc_auc.macro"):
             if name in self.summary:
                 s = self.summary[name]
                 lines.append(f"{name}: {s['mean']:.3f} +- {s['std']:.3f} (n = {s['n']})")
+        collapsed = [i for i, r in enumerate(self.runs, start=1) if r.metrics.get("health", {}).get("collapsed")]
+        if collapsed:
+            lines.append(f"COLLAPSED folds (learned nothing): {', '.join(map(str, collapsed))}; their numbers are "
+                         "not a result")
         return lines
+
+
+def fold_figures(metrics: dict) -> dict:
+    """What a fold contributes to the summary: the network's and the baseline's figures, and its health."""
+    figures = {"validation": metrics["validation"], "test": metrics["test"]}
+    if metrics.get("baseline"):
+        figures["baseline"] = {"validation": metrics["baseline"]["validation"], "test": metrics["baseline"]["test"]}
+    if "health" in metrics:
+        figures["health"] = {"collapsed": float(metrics["health"]["collapsed"])}
+    return figures
 
 
 def summary_markdown(summary: dict, k: int) -> str:
@@ -98,8 +113,7 @@ def run_folds(config: TrainConfig) -> FoldsResult:
                 runs.append(train_view(config, spec, view, weights, out / name, into=staging / name,
                                        record=record, recorded={"fold": f"{number} of {k}"},
                                        extra_info={"fold": number, "folds": k}))
-            summary = summarize_folds({"validation": r.metrics["validation"], "test": r.metrics["test"]}
-                                      for r in runs)
+            summary = summarize_folds(fold_figures(r.metrics) for r in runs)
             (staging / SUMMARY_JSON).write_text(json.dumps(
                 {"folds": k, "seed": config.seed, "runs": [f"fold-{i}" for i in range(1, k + 1)],
                  "backbone": spec.name, "classes": runs[0].class_names, "summary": summary}, indent=2) + "\n",

@@ -61,6 +61,9 @@ class ImageDataset:
         splits: split (``train``/``validation``/``test``) of every image.
         image_shape: ``(height, width, channels)`` of the decoded images.
         split_source: ``"manifest"`` or ``"stratified"`` (made here).
+        augmented: per image, whether it is an augmented copy (manifest only).
+        events, sources: per image, the manifest's ``event`` and ``source``
+            (the event it was rendered from; manifest only), for the baseline.
     """
 
     root: Path
@@ -71,6 +74,8 @@ class ImageDataset:
     image_shape: tuple[int, int, int]
     split_source: str
     augmented: list[bool] | None = None
+    events: list[str] | None = None
+    sources: list[str] | None = None
 
     def _rows(self, split: str) -> list[int]:
         return [i for i, s in enumerate(self.splits) if s == split]
@@ -118,9 +123,9 @@ def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None
     root = Path(root)
     if not root.is_dir():
         raise TransferError(f"--data {root}: no such folder")
-    augmented = None
+    augmented = events = sources = None
     if (root / MANIFEST_NAME).is_file():
-        files, names, splits, augmented = _from_manifest(root)
+        files, names, splits, augmented, events, sources = _from_manifest(root)
         source = "manifest"
     else:
         files, names = _from_class_folders(root)
@@ -134,17 +139,18 @@ def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None
         splits = stratified_split(files, names, split, seed)
     else:
         splits = [splits[i] for i in keep]
-        augmented = [augmented[i] for i in keep]
+        augmented, events, sources = ([column[i] for i in keep] for column in (augmented, events, sources))
         _check_manifest_splits(root, class_names, names, splits)
     dataset = ImageDataset(root=root, class_names=class_names, files=files, classes=names,
-                           splits=splits, image_shape=shape, split_source=source, augmented=augmented)
+                           splits=splits, image_shape=shape, split_source=source, augmented=augmented,
+                           events=events, sources=sources)
     log.info("%s: %d images %dx%dx%d, classes %s, split from %s: %s", root, len(files), *shape,
              ", ".join(class_names), source,
              ", ".join(f"{s} {sum(c.values())}" for s, c in dataset.counts().items()))
     return dataset
 
 
-def _from_manifest(root: Path) -> tuple[list[str], list[str], list[str], list[bool]]:
+def _from_manifest(root: Path) -> tuple[list[str], list[str], list[str], list[bool], list[str], list[str]]:
     try:
         rows = read_manifest(root)
     except ValueError as exc:  # imgen.manifest.ManifestError
@@ -152,7 +158,8 @@ def _from_manifest(root: Path) -> tuple[list[str], list[str], list[str], list[bo
     if not rows:
         raise TransferError(f"{root / MANIFEST_NAME}: lists no images")
     return ([r["path"] for r in rows], [r["class"] for r in rows], [r["split"] for r in rows],
-            [bool(r.get(AUGMENTED_FROM)) for r in rows])
+            [bool(r.get(AUGMENTED_FROM)) for r in rows], [r.get("event", "") for r in rows],
+            [r.get("source", "") for r in rows])
 
 
 def _from_class_folders(root: Path) -> tuple[list[str], list[str]]:

@@ -136,8 +136,8 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
 
     from transfer.model import adapt_head, set_trainable
     from transfer.optimizers import make_optimizer
-    from transfer.train import (LOSS, balanced_class_weights, build_parts, check_view, extract_features,
-                                feature_dataset, mixed_precision_policy)
+    from transfer.train import (LOSS, build_run_model, check_view, extract_features, feature_dataset,
+                                mixed_precision_policy, resolve_class_weight, trains_from_scratch)
 
     if not 0 < start_lr < end_lr:
         raise TransferError(f"lr-find: need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
@@ -157,11 +157,10 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
         try:
             keras.config.set_dtype_policy(mixed_precision_policy(config.mixed_precision))
             keras.utils.set_random_seed(config.seed)
-            parts = build_parts(config, spec, view, image_size, weights)
+            parts, _ = build_run_model(config, spec, view, image_size, weights)
             labels = view.labels("train")
-            class_weight = (balanced_class_weights(labels, len(view.class_names))
-                            if config.class_weight == "balanced" else None)
-            if spec.pretrained:
+            class_weight = resolve_class_weight(config.class_weight, labels, len(view.class_names))
+            if not trains_from_scratch(spec, weights):
                 stage = "head"
                 set_trainable(parts.backbone, "frozen")
                 features = extract_features(parts.features, view.dataset("train", config.batch_size))

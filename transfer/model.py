@@ -218,7 +218,8 @@ def export_model(model: keras.Model) -> keras.Model:
 def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: int,
                          image_size: tuple | None = None, weights: str | None = None,
                          head_units: int = 256, dropout: float = 0.3, input_dtype: str = "uint8",
-                         value_range=None) -> TransferModel:
+                         value_range=None, normalization: dict | None = None,
+                         from_scratch: bool = False) -> TransferModel:
     """Build the classifier for inputs of ``image_shape`` (height, width, channels).
 
     ``image_size`` (height, width) is what the backbone sees (the inputs are
@@ -229,6 +230,15 @@ def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: in
     arrays onto 0..255 for pretrained backbones (see the module docstring).
     Networks trained from scratch get no extra head (``head_units`` and
     ``dropout`` do not apply to them).
+
+    ``normalization`` (``{"mean": [...], "variance": [...]}``, one value per
+    input channel, measured on the training events) standardises the inputs
+    inside the model for networks trained from scratch, so that they train
+    alike on raw MeV, sign-log or standardised arrays and on uint8 pixels, and
+    ``model.keras`` still takes the raw inputs. ``from_scratch=True`` (a
+    pretrained backbone without pretrained weights) builds it like a network
+    trained from scratch: it follows the training flag, so its BatchNorm
+    layers learn, instead of running in inference mode.
 
     Raises:
         TransferError: a size below the backbone's minimum, a channel count
@@ -252,14 +262,19 @@ def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: in
                                 f"({type(exc).__name__}: {exc})") from exc
         raise
     floats = input_dtype != "uint8"
+    normalized = normalization is not None and not spec.pretrained
     inputs = keras.Input((height, width, channels), dtype=input_dtype, name="image")
     x = BackbonePreprocessing(spec.preprocess, image_size, rgb=backbone_channels == 3 and channels in (1, 2),
-                              pixels=not (floats and not spec.pretrained),
+                              pixels=not ((floats or normalized) and not spec.pretrained),
                               value_range=value_range if floats and spec.pretrained else None,
                               name="preprocess")(inputs)
-    # Pretrained backbones always run in inference mode; one trained from scratch
-    # (pretrained=False) follows the training flag, so its BatchNorm layers learn.
-    features = InferenceMode(backbone, name="backbone")(x) if spec.pretrained else backbone(x)
+    if normalized:
+        x = keras.layers.Normalization(axis=-1, mean=normalization["mean"], variance=normalization["variance"],
+                                       dtype="float32", name="input_normalization")(x)
+    # Pretrained weights always run in inference mode; a network trained from scratch
+    # (pretrained=False, or no pretrained weights) follows the training flag, so its BatchNorm layers learn.
+    keep_statistics = spec.pretrained and not from_scratch
+    features = InferenceMode(backbone, name="backbone")(x) if keep_statistics else backbone(x)
     head = build_head(int(features.shape[-1]), num_classes, head_units, dropout)
     outputs = head(features)
     model = keras.Model(inputs, outputs, name=f"{spec.name}_classifier")

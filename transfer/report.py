@@ -324,16 +324,17 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
         weights += f" (**random initialisation, not transfer learning**: {metrics['weights_reason']})"
     timing = metrics.get("timing", {})
     if metrics.get("training") == "from scratch":
-        training = ("| training | from scratch, all layers, one stage |",
+        why = f" (**{metrics['training_reason']}**)" if metrics.get("training_reason") else ""
+        training = (f"| training | from scratch, all layers, one stage{why} |",
                     f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} |")
     else:
         training = (f"| fine-tuning | {metrics['fine_tune']} ({len(metrics.get('opened_layers', []))} backbone "
                     "layers opened) |",
                     f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} (head), "
                     f"{metrics['fine_tune_lr']:g} (fine-tuning) |")
-    lines = [
-        f"# Transfer-learning run: {metrics['backbone']}",
-        "",
+    lines = [f"# Transfer-learning run: {metrics['backbone']}", ""]
+    lines += health_lines(metrics)
+    lines += [
         "| setting | value |", "|---|---|",
         f"| backbone | {metrics['backbone']} |",
         f"| weights | {weights} |",
@@ -355,11 +356,7 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
     for split, counts in metrics["events_per_class"].items():
         lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in class_names)
                      + f" | {sum(counts[c] for c in class_names)} |")
-    lines += ["", "## Results", "", "| split | accuracy | loss | ROC AUC" +
-              (" (macro)" if len(class_names) > 2 else "") + " |", "|---|---|---|---|"]
-    for split in ("validation", "test"):
-        m = metrics[split]
-        lines.append(f"| {split} | {_fmt(m['accuracy'])} | {_fmt(m['loss'])} | {_fmt(_macro_auc(m['roc_auc']))} |")
+    lines += ["", "## Results", ""] + results_lines(metrics, class_names)
     test = metrics["test"]
     lines += ["", "Test split, per class:", "", "| class | events | precision | recall |", "|---|---|---|---|"]
     for name in class_names:
@@ -377,6 +374,68 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
               f"`model.keras` (takes {model_input}), `classes.json`, `config.yaml` (reproduce with "
               "`python -m transfer --config config.yaml --out NEW`).", ""]
     return "\n".join(lines)
+
+
+def health_lines(metrics: dict) -> list[str]:
+    """The report's first lines: the health verdict and every warning, in bold."""
+    health = metrics.get("health")
+    if not health:
+        return []
+    if health["collapsed"]:
+        lines = ["**COLLAPSED: this network learned nothing. Its numbers below are not a result.**", ""]
+    else:
+        lines = ["Health: no collapse detected." + ("" if health["warnings"] else " No warnings."), ""]
+    lines += [f"- **{w}**" for w in health["warnings"] if not w.startswith("COLLAPSED")]
+    return lines + ([""] if health["warnings"] else [])
+
+
+def results_lines(metrics: dict, class_names: list[str]) -> list[str]:
+    """Network and baseline side by side: validation, and test with 68 % bootstrap intervals."""
+    from transfer.intervals import format_interval
+
+    auc_name = "ROC AUC" + (" (macro)" if len(class_names) > 2 else "")
+    rows = [("network", metrics)]
+    if metrics.get("baseline"):
+        rows.append(("baseline (gradient-boosted trees)", metrics["baseline"]))
+    lines = [f"| model | split | accuracy | loss | {auc_name} |", "|---|---|---|---|---|"]
+    for name, m in rows:
+        val, test = m["validation"], m["test"]
+        intervals = test.get("intervals") or {}
+        lines.append(f"| {name} | validation | {_fmt(val['accuracy'])} | {_fmt(val['loss'])} | "
+                     f"{_fmt(_macro_auc(val['roc_auc']))} |")
+        lines.append(f"| {name} | test | {format_interval(test['accuracy'], intervals.get('accuracy'))} | "
+                     f"{_fmt(test['loss'])} | "
+                     f"{format_interval(_macro_auc(test['roc_auc']), intervals.get('roc_auc'))} |")
+    level = (metrics["test"].get("intervals") or {}).get("level", 0.68)
+    lines += ["", f"Test intervals: central {level:.0%} of {(metrics['test'].get('intervals') or {}).get('n_resamples', 0)}"
+              " bootstrap resamples of the test events."]
+    if metrics.get("baseline"):
+        lines.append(f"Baseline inputs: {metrics['baseline']['inputs']}; trained on the same "
+                     f"{metrics['baseline']['n_train']} training events, stopped early on the same validation "
+                     "events.")
+    return lines
+
+
+def console_lines(metrics: dict) -> list[str]:
+    """What the CLI prints about a run's results: network, baseline and health."""
+    from transfer.intervals import format_interval
+
+    lines = []
+    for name, m in (("network", metrics), ("baseline", metrics.get("baseline"))):
+        if not m:
+            continue
+        for split in ("validation", "test"):
+            s = m[split]
+            intervals = (s.get("intervals") or {}) if split == "test" else {}
+            lines.append(f"{name} {split}: accuracy {format_interval(s['accuracy'], intervals.get('accuracy'))}, "
+                         f"ROC AUC {format_interval(_macro_auc(s['roc_auc']), intervals.get('roc_auc'))}"
+                         + (f", loss {s['loss']:.3f}" if s.get("loss") is not None else ""))
+    health = metrics.get("health")
+    if health:
+        if health["collapsed"]:
+            lines.append("COLLAPSED: this network learned nothing; do not use its numbers (see report.md)")
+        lines += [f"warning: {w}" for w in health["warnings"] if not w.startswith("COLLAPSED")]
+    return lines
 
 
 def ensemble_markdown(metrics: dict, class_names: list[str]) -> str:
@@ -414,21 +473,69 @@ def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: 
                       f"{title} discriminant")
 
 
+def _finite_scores(scores) -> np.ndarray:
+    """Scores with non-finite rows (a diverged network) replaced by equal class scores, so that the
+    metrics can be computed; the health section says the run diverged."""
+    scores = np.asarray(scores, dtype=np.float64)
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        scores = scores.copy()
+        scores[bad] = 1.0 / scores.shape[1]
+    return scores
+
+
+def evaluate_splits(splits: dict[str, SplitScores], class_names: list[str], signal: str | None = None,
+                    seed: int = 0) -> dict:
+    """``{"validation": metrics, "test": metrics + intervals}`` for one model's scores."""
+    from transfer.intervals import bootstrap_intervals
+
+    out = {}
+    for split, s in splits.items():
+        out[split] = classification_metrics(s.y_true, _finite_scores(s.scores), class_names, signal)
+    test = splits["test"]
+    out["test"]["intervals"] = bootstrap_intervals(test.y_true, _finite_scores(test.scores), class_names,
+                                                   signal_classes(class_names, signal), seed=seed)
+    return out
+
+
 def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScores], history, info: dict,
-                     signal: str | None = None) -> dict:
+                     signal: str | None = None, baseline=None, health_inputs: dict | None = None,
+                     seed: int = 0) -> dict:
     """Write every report file of a run into ``folder``; return the metrics (``metrics.json``).
 
     ``splits`` holds the ``validation`` and ``test`` scores; ``info`` is
     merged into the metrics (backbone, weights_used, timing, ...); ``signal``
-    is the signal class of two (see :func:`signal_index`).
+    is the signal class of two (see :func:`signal_index`). ``baseline`` (a
+    :class:`transfer.baseline.BaselineResult` on the same events) becomes the
+    ``baseline`` section; the ``health`` section (:func:`transfer.health.assess`)
+    uses it, the training monitor's events and the input warnings
+    (``health_inputs``). Test figures get bootstrap intervals (``intervals``).
     """
+    from transfer.health import assess
+
     folder = Path(folder)
     metrics = {**info, "classes": list(class_names)}
     if len(class_names) == 2:
         metrics["signal"] = class_names[signal_index(class_names, signal)]
-    for split, s in splits.items():
-        metrics[split] = classification_metrics(s.y_true, s.scores, class_names, signal)
-    write_evaluation(folder, class_names, splits["test"], signal)
+    metrics.update(evaluate_splits(splits, class_names, signal, seed))
+    if baseline is not None:
+        scored = {split: SplitScores(paths=[], y_true=baseline.labels[split], scores=baseline.scores[split])
+                  for split in ("validation", "test")}
+        metrics["baseline"] = {"model": "HistGradientBoostingClassifier (scikit-learn), early stopping on the "
+                                        "validation split", "inputs": baseline.description,
+                               "n_features": baseline.n_features, "n_train": baseline.n_train,
+                               "iterations": baseline.iterations, "seconds": baseline.seconds,
+                               **evaluate_splits(scored, class_names, signal, seed)}
+    health_inputs = health_inputs or {}
+    base = metrics.get("baseline", {}).get("validation", {})
+    metrics["health"] = assess(
+        splits["validation"], splits["test"], len(class_names), metrics["validation"]["loss"],
+        health_inputs.get("monitor_events", []),
+        network_auc_val=_macro_auc(metrics["validation"]["roc_auc"]), baseline_auc_val=_macro_auc(base.get("roc_auc")),
+        network_acc_val=metrics["validation"]["accuracy"], baseline_acc_val=base.get("accuracy"),
+        extra_warnings=health_inputs.get("input_warnings"))
+    write_evaluation(folder, class_names, SplitScores(splits["test"].paths, splits["test"].y_true,
+                                                      _finite_scores(splits["test"].scores)), signal)
     history.to_csv(folder / "history.csv", index=False, float_format="%.6g")
     plot_training_curves(history, folder / "training_curves.png", f"{info.get('backbone', '')} training")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

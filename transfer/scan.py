@@ -52,8 +52,10 @@ class ScanResult:
     def summary_lines(self) -> list[str]:
         lines = [f"training-set-size scan: {self.out_dir}"]
         for row in self.table.itertuples():
-            lines.append(f"fraction {row.fraction:g}: {row.n_train} training events, validation accuracy "
-                         f"{row.validation_accuracy:.3f}, AUC " + _text(row.validation_auc))
+            lines.append(f"fraction {row.fraction:g}: {row.n_train} training events, test accuracy "
+                         f"{row.test_accuracy:.3f}, AUC {_text(row.test_auc)}; baseline accuracy "
+                         f"{_text(row.baseline_test_accuracy)}, AUC {_text(row.baseline_test_auc)}"
+                         + (" COLLAPSED" if row.collapsed else ""))
         return lines
 
 
@@ -78,9 +80,13 @@ def scan_table(runs: list, fractions) -> "object":
     rows = []
     for fraction, run in zip(fractions, runs):
         m = run.metrics
+        base = m.get("baseline") or {}
         rows.append({"fraction": fraction, "n_train": sum(m["events_per_class"]["train"].values()),
                      "validation_accuracy": m["validation"]["accuracy"], "validation_auc": _auc(m["validation"]),
                      "test_accuracy": m["test"]["accuracy"], "test_auc": _auc(m["test"]),
+                     "baseline_test_accuracy": base["test"]["accuracy"] if base else np.nan,
+                     "baseline_test_auc": _auc(base["test"]) if base else np.nan,
+                     "collapsed": bool(m.get("health", {}).get("collapsed")),
                      "run": fraction_name(fraction)})
     return pd.DataFrame(rows)
 
@@ -94,8 +100,12 @@ def plot_scan(table, path, title: str = "Training-set-size scan") -> Path:
     x = table["n_train"].to_numpy()
     for column, label, style in (("validation_auc", "validation ROC AUC", "o-"),
                                  ("validation_accuracy", "validation accuracy", "s-"),
-                                 ("test_auc", "test ROC AUC", "o:"), ("test_accuracy", "test accuracy", "s:")):
-        ax.plot(x, table[column].to_numpy(), style, label=label, alpha=1.0 if column.startswith("val") else 0.5)
+                                 ("test_auc", "test ROC AUC", "o:"), ("test_accuracy", "test accuracy", "s:"),
+                                 ("baseline_test_auc", "baseline test ROC AUC", "^--"),
+                                 ("baseline_test_accuracy", "baseline test accuracy", "v--")):
+        if column in table and table[column].notna().any():
+            ax.plot(x, table[column].to_numpy(), style, label=label,
+                    alpha=1.0 if column.startswith("val") else 0.6)
     if len(x) > 1 and x.max() > 5 * x.min():
         ax.set_xscale("log")
     ax.set(xlabel="training events", ylabel="metric", title=title)

@@ -39,6 +39,8 @@ from transfer.errors import TransferError
 SPLITS = ("train", "validation", "test")
 #: Suffixes that make a ``--data`` value an HDF5 file.
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+#: Training events sampled for the input statistics (normalisation of networks from scratch, health checks).
+STATISTICS_EVENTS = 10_000
 
 
 class DataView:
@@ -90,6 +92,26 @@ class DataView:
         ids = self.source.ids(np.arange(len(names)))
         writer.writerows(zip(ids, (self.class_names[k] for k in self.source.labels_all), names))
         return text.getvalue()
+
+    def input_statistics(self, seed: int = 0, max_events: int = STATISTICS_EVENTS) -> list[dict]:
+        """Per channel (a list in channel order) ``channel``, ``mean``, ``variance``, ``std`` and ``max_abs`` of the model inputs (as given, uint8
+        pixels or float32 arrays after the transform) over up to ``max_events`` random training events."""
+        total = total_sq = None
+        max_abs, seen = None, 0
+        for x, _ in self.dataset("train", 256, shuffle=True, seed=seed).as_numpy_iterator():
+            x = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
+            total = x.sum(axis=0) + (0 if total is None else total)
+            total_sq = (x * x).sum(axis=0) + (0 if total_sq is None else total_sq)
+            big = np.abs(x).max(axis=0)
+            max_abs = big if max_abs is None else np.maximum(max_abs, big)
+            seen += len(x) // max(1, int(np.prod(self.input_shape[:2])))
+            if seen >= max_events:
+                break
+        count = seen * int(np.prod(self.input_shape[:2]))
+        mean = total / count
+        variance = np.maximum(total_sq / count - mean ** 2, 0.0)
+        return [{"channel": name, "mean": float(m), "variance": float(v), "std": float(np.sqrt(v)),
+                 "max_abs": float(a)} for name, m, v, a in zip(self.channel_names, mean, variance, max_abs)]
 
     def value_range(self) -> list[list[float]] | None:
         """Per-channel ``[low, high]`` that maps float inputs onto 0..255 for pretrained backbones."""

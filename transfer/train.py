@@ -53,6 +53,7 @@ from transfer.backbones import BackboneSpec, check_channels, check_image_size, g
 from transfer.config import TrainConfig, save_config
 from transfer.errors import TransferError
 from transfer.files import check_output_folder, staged_folder
+from transfer.health import input_warnings
 from transfer.report import SplitScores, write_run_report
 from transfer.sources import DataView, open_data
 from transfer.weights import ResolvedWeights, resolve_weights
@@ -92,12 +93,9 @@ class RunResult:
         lines = [f"run folder: {self.out_dir}",
                  f"backbone {m['backbone']}, weights used: {m['weights_used']}"
                  + (f" ({m['weights_reason']})" if m.get("weights_reason") else "")]
-        for split in ("validation", "test"):
-            auc = m[split]["roc_auc"]
-            auc = auc.get("macro") if isinstance(auc, dict) else auc
-            lines.append(f"{split}: accuracy {m[split]['accuracy']:.3f}, loss {m[split]['loss']:.3f}, ROC AUC "
-                         + ("n/a" if auc is None else f"{auc:.3f}"))
-        return lines
+        from transfer.report import console_lines
+
+        return lines + console_lines(m)
 
 
 def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple | None) -> tuple[int, int]:
@@ -118,6 +116,25 @@ def check_view(spec: BackboneSpec, view: DataView, config: TrainConfig) -> tuple
     if config.signal is not None and config.signal not in view.class_names:
         raise TransferError(f"--signal {config.signal}: not one of the classes {', '.join(view.class_names)}")
     return image_size
+
+
+#: ``--class-weight auto`` weights the classes (balanced) when the largest has this many times the smallest's events.
+AUTO_CLASS_WEIGHT_RATIO = 1.5
+
+
+def resolve_class_weight(mode: str, labels, num_classes: int) -> dict[int, float] | None:
+    """The class weights for ``--class-weight none|balanced|auto`` (auto: balanced for unequal classes)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    unequal = counts.max() > AUTO_CLASS_WEIGHT_RATIO * max(counts.min(), 1)
+    if mode == "balanced" or (mode == "auto" and unequal):
+        return balanced_class_weights(labels, num_classes)
+    return None
+
+
+def _has_batch_norm(model) -> bool:
+    from transfer.model import is_batch_norm
+
+    return any(is_batch_norm(layer) for layer in getattr(model, "layers", []))
 
 
 def balanced_class_weights(labels, num_classes: int) -> dict[int, float]:
@@ -294,9 +311,23 @@ def train_view(config: TrainConfig, spec: BackboneSpec, view: DataView, weights:
         keras.config.set_dtype_policy(previous_policy)
 
 
+def trains_from_scratch(spec: BackboneSpec, weights: ResolvedWeights) -> bool:
+    """One stage, every layer trained: compact networks, and pretrained backbones without pretrained weights.
+
+    A frozen stage on a randomly initialised backbone trains a head on
+    features that carry little information; with no weights to keep, the
+    whole network is trained from the start instead (and the report says so).
+    """
+    return not spec.pretrained or weights.used == "none"
+
+
 def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_size: tuple,
-                weights: ResolvedWeights, strategy=None):
-    """The :class:`~transfer.model.TransferModel` for ``view``'s inputs (checks ``--unfreeze``)."""
+                weights: ResolvedWeights, strategy=None, normalization: dict | None = None):
+    """The :class:`~transfer.model.TransferModel` for ``view``'s inputs (checks ``--unfreeze``).
+
+    ``normalization`` (per-channel ``mean`` and ``variance`` lists of the
+    training inputs) standardises the inputs inside networks trained from scratch.
+    """
     from transfer.model import build_transfer_model, layers_to_unfreeze
 
     value_range = view.value_range() if spec.pretrained and view.input_dtype != "uint8" else None
@@ -304,10 +335,28 @@ def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_s
     with scope:
         parts = build_transfer_model(spec, view.input_shape, len(view.class_names), image_size,
                                      weights.keras_arg, config.head_units, config.dropout,
-                                     input_dtype=view.input_dtype, value_range=value_range)
-    if spec.pretrained:
+                                     input_dtype=view.input_dtype, value_range=value_range,
+                                     normalization=normalization, from_scratch=trains_from_scratch(spec, weights))
+    if not trains_from_scratch(spec, weights):
         layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
     return parts
+
+
+def _normalization(stats: list[dict]) -> dict:
+    return {"mean": [s["mean"] for s in stats], "variance": [max(s["variance"], 1e-12) for s in stats]}
+
+
+def build_run_model(config: TrainConfig, spec: BackboneSpec, view: DataView, image_size: tuple,
+                    weights: ResolvedWeights, strategy=None):
+    """The model a run trains, with the run's recipe; returns ``(parts, input statistics)``.
+
+    Networks trained from scratch get their inputs standardised with the
+    training events' statistics (:meth:`DataView.input_statistics`), measured here.
+    Training and ``lr-find`` both build through this, so that they test the same network.
+    """
+    stats = view.input_statistics(config.seed)
+    normalization = _normalization(stats) if not spec.pretrained else None
+    return build_parts(config, spec, view, image_size, weights, strategy, normalization), stats
 
 
 def _nullcontext():
@@ -325,20 +374,36 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
     timing: dict[str, float] = {}
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.distribute)
-    parts = build_parts(config, spec, view, image_size, weights, strategy)
-    class_weight = (balanced_class_weights(view.labels("train"), len(view.class_names))
-                    if config.class_weight == "balanced" else None)
+    from_scratch = trains_from_scratch(spec, weights)
+    parts, stats = build_run_model(config, spec, view, image_size, weights, strategy)
+    warnings = input_warnings(stats)
+    for warning in warnings:
+        log.warning("%s", warning)
+    normalized = not spec.pretrained
+    class_weight = resolve_class_weight(config.class_weight, view.labels("train"), len(view.class_names))
     train_data = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed,
                               augment=config.augment_on_the_fly)
     val_data = view.dataset("validation", config.batch_size)
-    stages = _Stages(config, spec, parts, strategy, train_data, val_data, timing, class_weight)
-    if spec.pretrained:
-        stages.train_head(view, weights.used)
-        opened = stages.fine_tune()
-    else:
+    context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None), "optimizer": config.optimizer,
+               "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone), "random_frozen_backbone": False}
+    stages = _Stages(config, spec, parts, strategy, train_data, val_data, timing, class_weight,
+                     view.labels("validation"), context)
+    if from_scratch:
+        if spec.pretrained:
+            log.info("%s with random initialisation: training the whole network from the start (a frozen "
+                     "random backbone would give the head little to learn from)", spec.name)
+            stages.adapt_head(view)
         stages.train_from_scratch(len(view.labels("train")))
         opened = []
+    else:
+        stages.train_head(view, weights.used)
+        opened = stages.fine_tune()
     history = history_frame(stages.rows)
+    baseline = None
+    if config.baseline != "none":
+        from transfer.baseline import run_baseline
+
+        baseline = run_baseline(view, config.seed, class_weight)
 
     stage_start = time.perf_counter()
     splits = {}
@@ -351,20 +416,28 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
     described = view.describe()
     info = {
         "backbone": spec.name, "weights_used": weights.used, "weights_reason": weights.reason,
-        "weights_file": weights.file, "training": "two-stage transfer" if spec.pretrained else "from scratch",
-        "fine_tune": config.fine_tune if spec.pretrained else "none (from scratch)", "optimizer": config.optimizer,
+        "weights_file": weights.file, "training": "from scratch" if from_scratch else "two-stage transfer",
+        "training_reason": ("no pretrained weights: the whole network is trained from the start, not "
+                            "transfer learning") if from_scratch and spec.pretrained else None,
+        "fine_tune": "none (from scratch)" if from_scratch else config.fine_tune, "optimizer": config.optimizer,
         "lr": config.lr, "fine_tune_lr": config.lr * config.fine_tune_lr_factor,
         "image_shape": list(view.input_shape), "image_size": list(image_size),
-        "feature_cache": config.uses_feature_cache and spec.pretrained,
+        "input_normalization": "per-channel standardisation inside the model (training-split mean and std)"
+                               if normalized else None,
+        "input_statistics": stats,
+        "feature_cache": config.uses_feature_cache and not from_scratch,
         "augment_on_the_fly": config.augment_on_the_fly,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
         "opened_layers": opened, "best": stages.best, "split_source": described.pop("split_source"),
         "events_per_class": view.counts(), **described, **extra_info, "timing": timing,
         "hepvision_version": __version__,
     }
+    health_inputs = {"monitor_events": stages.monitor_events, "input_warnings": warnings}
     metrics = _write_run(staging, out, config, view, image_size, weights, parts, splits, history, info, record,
-                         recorded)
+                         recorded, baseline, health_inputs)
     log.info("run written to %s (test accuracy %.3f)", out, metrics["test"]["accuracy"])
+    for warning in metrics["health"]["warnings"]:
+        log.warning("%s", warning)
     return RunResult(out_dir=out, metrics=metrics, history=history, class_names=view.class_names,
                      weights=weights, opened_layers=opened)
 
@@ -382,34 +455,57 @@ class _Stages:
     """The two training stages of one run, and what they leave: epoch records, best val_loss, timing."""
 
     def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, strategy, train_images, val_images,
-                 timing: dict, class_weight: dict | None = None):
+                 timing: dict, class_weight: dict | None = None, val_labels=None, context: dict | None = None):
+        from transfer.health import _keras_monitor
+
         self.config, self.spec, self.parts, self.strategy = config, spec, parts, strategy
         self.train_images, self.val_images, self.timing = train_images, val_images, timing
         self.class_weight = class_weight
         self.KeepBest, self.EpochRecorder = _keras_callbacks()
+        self.CollapseMonitor = _keras_monitor()
+        self.val_labels, self.context = val_labels, dict(context or {})
+        self.monitor_events: list[dict] = []
         self.rows: list[dict] = []
         self.keeper = None
         self.best: dict = {}
 
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
+        import keras
+
         from transfer.optimizers import make_optimizer
 
         recorder = self.EpochRecorder(stage)
+        callbacks = _callbacks(self.config, keeper, recorder) + [keras.callbacks.TerminateOnNaN()]
+        if self.val_labels is not None:
+            monitor = self.CollapseMonitor(val_data, self.val_labels, self.context["num_classes"], self.context,
+                                           stage)
+            callbacks.append(monitor)
         with self.strategy.scope():
             target.compile(optimizer=make_optimizer(self.config.optimizer, learning_rate), loss=LOSS,
                            metrics=["accuracy"], jit_compile=_jit_compile(self.config.xla))
         target.fit(train_data, validation_data=val_data, epochs=epochs, verbose=self.config.verbose,
-                   shuffle=False, callbacks=_callbacks(self.config, keeper, recorder),
-                   class_weight=self.class_weight)
+                   shuffle=False, callbacks=callbacks, class_weight=self.class_weight)
+        if self.val_labels is not None:
+            self.monitor_events += monitor.events
         self.rows += recorder.rows
         self.keeper = keeper
         return len(recorder.rows)
+
+    def adapt_head(self, view: DataView) -> None:
+        """Set the head's feature scaling from the (randomly initialised) backbone's training features."""
+        from transfer.model import adapt_head
+
+        features = extract_features(self.parts.features, view.dataset("train", self.config.batch_size))
+        with self.strategy.scope():
+            adapt_head(self.parts.head, features)
 
     def train_from_scratch(self, n_train: int) -> None:
         """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``."""
         config = self.config
         started = time.perf_counter()
         self.parts.backbone.trainable = True
+        for layer in self.parts.backbone.layers:  # BatchNorm included: nothing pretrained to keep
+            layer.trainable = True
         epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
                            config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
@@ -427,6 +523,7 @@ class _Stages:
         unshuffled = view.dataset("train", config.batch_size)
         train_features = extract_features(parts.features, unshuffled)
         _warn_if_constant(train_features, self.spec.name, weights_used)
+        self.context["random_frozen_backbone"] = weights_used == "none"
         with self.strategy.scope():
             adapt_head(parts.head, train_features)
         if config.uses_feature_cache:
@@ -471,7 +568,8 @@ class _Stages:
 
 def _write_run(staging: Path, out: Path, config: TrainConfig, view: DataView, image_size: tuple,
                weights: ResolvedWeights, parts, splits: dict, history, info: dict,
-               record: TrainConfig | None = None, recorded: dict | None = None) -> dict:
+               record: TrainConfig | None = None, recorded: dict | None = None, baseline=None,
+               health_inputs: dict | None = None) -> dict:
     """Everything of a run folder: model, classes, split, resolved config, report files; returns the metrics."""
     from transfer.model import export_model
 
@@ -489,4 +587,5 @@ def _write_run(staging: Path, out: Path, config: TrainConfig, view: DataView, im
     resolved = TrainConfig(**{**base.to_dict(), "out": str(out) if record is None else base.out,
                               "classes": view.class_names, "image_size": list(image_size), "overwrite": False})
     save_config(resolved, staging / "config.yaml", facts)
-    return write_run_report(staging, view.class_names, splits, history, info, config.signal)
+    return write_run_report(staging, view.class_names, splits, history, info, config.signal, baseline,
+                            health_inputs, seed=config.seed)

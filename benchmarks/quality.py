@@ -1,0 +1,181 @@
+"""Do the networks learn what the data hold? Each network against its matched baseline, with intervals.
+
+    python benchmarks/quality.py                 # every case (about 15-25 minutes on 2 CPU cores)
+    python benchmarks/quality.py --cases toy-smallcnn,egamma-resnet15
+    python benchmarks/quality.py --list
+
+Every case runs the exact ``python -m transfer`` command it prints, with
+default options unless the case is about an option, on data made here:
+
+* ``toy-*``: the bundled toy sample, 3 classes (``imgen.synth``, 800 events
+  per class, seed 42), rendered by ``python -m imgen`` with its defaults at
+  64 px; the baseline is gradient-boosted trees on the events' physics
+  objects. VGG19 uses ImageNet weights where they are in the Keras cache,
+  else trains from scratch (the table says which), at 32 px to fit a CPU.
+* ``egamma-*``: a toy electron/photon calorimeter file (``imgen.arrays_synth``,
+  one file, ``X`` (N, 32, 32, 2), ``y``); ``layers-*``: three calorimeter
+  layers of different granularity; ``towers-*``: trigger towers in raw MeV,
+  with every ``--scale``. Their baseline is trees on the pooled cells.
+
+It prints one markdown table: network and baseline test accuracy and ROC AUC
+(macro for 3 classes) with 68 % bootstrap intervals, whether the network
+collapsed, whether it reached the baseline, the seconds, and the command.
+Numbers depend on the machine only through time: the seeds are fixed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: case -> (data maker name, transfer arguments)
+CASES = {
+    "toy-smallcnn": ("toy", ["--backbone", "smallcnn"]),
+    "toy-cnn": ("toy", ["--backbone", "cnn"]),
+    "toy-vgg19": ("toy32", ["--backbone", "vgg19", "--on-missing-weights", "random", "--epochs", "8"]),
+    "egamma-resnet15": ("egamma", ["--x-key", "X", "--y-key", "y", "--classes", "photon,electron",
+                                   "--backbone", "resnet15"]),
+    "egamma-smallcnn": ("egamma", ["--x-key", "X", "--y-key", "y", "--classes", "photon,electron",
+                                   "--backbone", "smallcnn"]),
+    "layers-smallcnn": ("layers", ["--x-key", "layer_0,layer_1,layer_2", "--backbone", "smallcnn"]),
+    "towers-smallcnn-none": ("towers", ["--x-key", "gTowerEt", "--backbone", "smallcnn", "--scale", "none"]),
+    "towers-smallcnn-log": ("towers", ["--x-key", "gTowerEt", "--backbone", "smallcnn", "--scale", "log"]),
+    "towers-smallcnn-standardize": ("towers", ["--x-key", "gTowerEt", "--backbone", "smallcnn",
+                                               "--scale", "standardize"]),
+    "towers-cnn-log-min0": ("towers", ["--x-key", "gTowerEt", "--backbone", "cnn", "--scale", "log",
+                                       "--min-value", "0"]),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", help=f"comma-separated cases (default: all): {', '.join(CASES)}")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--work", help="working folder (default: a temporary one, removed at the end)")
+    parser.add_argument("--json", help="also write the rows as JSON to this file")
+    return parser
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def make_data(kind: str, work: Path) -> tuple[list[str], str]:
+    """The ``--data`` arguments for a data kind, made once under ``work``; and how they were made."""
+    py = sys.executable
+    if kind in ("toy", "toy32"):
+        size = 64 if kind == "toy" else 32
+        events, images = work / "events", work / f"images{size}"
+        if not images.exists():
+            if not events.exists():
+                _run([py, "-m", "imgen.synth", "--out", str(events), "--events", "800", "--seed", "42"], work)
+            _run([py, "-m", "imgen", str(events), "--out", str(images), "--size", str(size), "--seed", "42"], work)
+        return [str(images)], f"imgen.synth 800/class seed 42, python -m imgen --size {size}"
+    from imgen import arrays_synth
+
+    if kind == "egamma":
+        path = work / "egamma.h5"
+        if not path.exists():
+            arrays_synth.write_electron_photon_combined(path, 1500, seed=1)
+        return [str(path)], "arrays_synth electron/photon, 1500/class, seed 1"
+    if kind == "layers":
+        folder = work / "layers"
+        if not folder.exists():
+            arrays_synth.write_calo_layers(folder, 1000, seed=3)
+        return [f"{c}={folder / (c + '.h5')}" for c in arrays_synth.LAYER_CLASSES], \
+            "arrays_synth three layers, 1000/class, seed 3"
+    if kind == "towers":
+        folder = work / "towers"
+        if not folder.exists():
+            arrays_synth.write_trigger_towers(folder, 1000, seed=2)
+        return [f"{c}={folder / c}" for c in arrays_synth.TOWER_CLASSES], \
+            "arrays_synth trigger towers (raw MeV), 1000/class, seed 2"
+    raise ValueError(kind)
+
+
+def _macro(auc):
+    return auc.get("macro") if isinstance(auc, dict) else auc
+
+
+def _cell(section: dict, key: str) -> str:
+    from transfer.intervals import format_interval
+
+    value = section["test"][key]
+    value = _macro(value) if key == "roc_auc" else value
+    return format_interval(value, (section["test"].get("intervals") or {}).get(key))
+
+
+def run_case(name: str, work: Path) -> dict:
+    kind, extra = CASES[name]
+    data, made = make_data(kind, work)
+    out = work / "runs" / name
+    command = [sys.executable, "-m", "transfer", "--data", *data, *extra, "--verbose", "0", "--out", str(out),
+               "--overwrite"]
+    started = time.perf_counter()
+    done = _run(command, work)
+    seconds = time.perf_counter() - started
+    shown = "python -m transfer " + shlex.join(command[3:]).replace(str(work) + "/", "")
+    if done.returncode not in (0, 3):
+        return {"case": name, "error": (done.stderr or done.stdout).strip().splitlines()[-1], "command": shown}
+    metrics = json.loads((out / "metrics.json").read_text())
+    base = metrics.get("baseline")
+    net_auc, base_auc = _macro(metrics["test"]["roc_auc"]), _macro(base["test"]["roc_auc"]) if base else None
+    return {"case": name, "data": made, "weights": metrics["weights_used"], "training": metrics["training"],
+            "network_accuracy": _cell(metrics, "accuracy"), "network_auc": _cell(metrics, "roc_auc"),
+            "baseline_accuracy": _cell(base, "accuracy") if base else "n/a",
+            "baseline_auc": _cell(base, "roc_auc") if base else "n/a",
+            "accuracy_gap": metrics["test"]["accuracy"] - base["test"]["accuracy"] if base else None,
+            "auc_gap": None if net_auc is None or base_auc is None else net_auc - base_auc,
+            "collapsed": metrics["health"]["collapsed"], "seconds": seconds, "command": shown}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| case | network test accuracy | baseline | network test AUC | baseline | collapsed | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['case']} | error: {r['error']} | | | | | |")
+            continue
+        lines.append(f"| {r['case']} ({r['training']}, weights {r['weights']}) | {r['network_accuracy']} | "
+                     f"{r['baseline_accuracy']} | {r['network_auc']} | {r['baseline_auc']} | "
+                     f"{'**yes**' if r['collapsed'] else 'no'} | {r['seconds']:.0f} |")
+    lines += ["", "Commands (data made by this script, see its docstring):", ""]
+    lines += [f"- {r['case']}: `{r['command']}`" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print("\n".join(f"{name}: {kind} {' '.join(extra)}" for name, (kind, extra) in CASES.items()))
+        return 0
+    names = args.cases.split(",") if args.cases else list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for name in names:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            rows.append(run_case(name, work))
+            print(f"  {rows[-1].get('network_accuracy', rows[-1].get('error'))} against baseline "
+                  f"{rows[-1].get('baseline_accuracy', '')}", file=sys.stderr, flush=True)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
