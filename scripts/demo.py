@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="demo_output", help="working folder (default: %(default)s)")
     parser.add_argument("--events", type=int, default=800, help="events per class (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="image size in pixels (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs of the head stage (default: %(default)s)")
+    parser.add_argument("--epochs", type=int,
+                        help="epochs of the head stage (vgg19; default: 8), or of training from scratch "
+                             "(smallcnn; default: 25, with early stopping)")
     parser.add_argument("--fine-tune-epochs", type=int, default=2,
                         help="epochs with the top block unfrozen (default: %(default)s)")
     parser.add_argument("--backbone", default="auto",
@@ -89,12 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone, "--weights", "imagenet",
             "--fine-tune", "partial", "--unfreeze", "1", "--fine-tune-lr-factor", "0.01",
             "--optimizer", "adam", "--image-size", str(args.size),
-            "--epochs", str(args.epochs), "--fine-tune-epochs", str(args.fine_tune_epochs),
+            "--epochs", str(args.epochs or 8), "--fine-tune-epochs", str(args.fine_tune_epochs),
             "--seed", seed, "--out", str(run_dir)])
     else:
+        epochs = ["--epochs", str(args.epochs or 25)]
         run("train a compact network from scratch", [
-            py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone,
-            "--epochs", str(args.epochs + args.fine_tune_epochs), "--seed", seed, "--out", str(run_dir)])
+            py, "-m", "transfer", "--data", str(augmented), "--backbone", args.backbone, *epochs,
+            "--seed", seed, "--out", str(run_dir)])
 
     report = next((run_dir / name for name in ("report.html", "report.md") if (run_dir / name).exists()),
                   run_dir)

@@ -37,6 +37,7 @@ def test_demo_runs_every_stage_and_points_to_the_report(tmp_path: Path, python: 
     assert metrics["training"] == "from scratch" and metrics["backbone"] == "smallcnn"
     assert metrics["baseline"]["inputs"].startswith("physics objects")
     assert metrics["health"]["collapsed"] is False
+    assert metrics["augment_on_the_fly"] is True  # auto: a network from scratch on imgen's eta-phi images
     report_line = [line for line in done.stdout.splitlines() if line.startswith("Report: ")]
     assert report_line and Path(report_line[-1].removeprefix("Report: ")).is_file()
     assert "baseline (gradient-boosted trees)" in Path(report_line[-1].removeprefix("Report: ")).read_text()

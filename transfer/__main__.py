@@ -74,6 +74,14 @@ arrays.json for HDF5 data). --folds K writes OUT/fold-1 ... OUT/fold-K and OUT/f
 """
 
 
+def _recipe(name: str) -> str:
+    """The per-kind default of lr, epochs, patience (transfer.config.RECIPE_DEFAULTS)."""
+    from transfer.config import RECIPE_DEFAULTS
+
+    return (f"default: {RECIPE_DEFAULTS[True][name]:g} for pretrained backbones, {RECIPE_DEFAULTS[False][name]:g} "
+            "for networks trained from scratch")
+
+
 def _default(name: str) -> str:
     value = DEFAULTS[name].default
     if isinstance(value, tuple):
@@ -124,7 +132,8 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
     data.add_argument("--augment-on-the-fly", action=argparse.BooleanOptionalAction,
                       help="light physics augmentation of training images inside tf.data: random roll "
                            "along phi, flips eta->-eta and phi->-phi. Turns the frozen-stage feature "
-                           "cache off, so the head stage is much slower (default: off)")
+                           "cache off, so the head stage is much slower (default: on for networks trained "
+                           "from scratch on eta-phi images rendered by imgen, off otherwise)")
 
     arrays = parser.add_argument_group("HDF5 arrays (float32 all the way; fitted on the training split only)")
     arrays.add_argument("--x-key", metavar="KEY[,KEY...]",
@@ -183,9 +192,10 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
     training.add_argument("--optimizer", metavar="NAME",
                           help=f"one of {', '.join(OPTIMIZERS)} ({_default('optimizer')})")
     training.add_argument("--lr", type=float, metavar="RATE",
-                          help=f"learning rate of the head stage ({_default('lr')})")
+                          help="learning rate of the head stage, or of the whole network trained from scratch "
+                               f"({_recipe('lr')})")
     training.add_argument("--epochs", type=int, metavar="N",
-                          help=f"maximum epochs of the head stage ({_default('epochs')})")
+                          help=f"maximum epochs of the head stage, or of training from scratch ({_recipe('epochs')})")
     training.add_argument("--fine-tune-epochs", type=int, metavar="N",
                           help=f"maximum epochs of the fine-tuning stage ({_default('fine_tune_epochs')})")
     training.add_argument("--batch-size", type=int, metavar="N",
@@ -194,7 +204,7 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                           help="stop a stage after N epochs without a lower validation loss, and halve "
                                "the learning rate after N/2; 0 turns both off. The weights with the "
                                "lowest validation loss over both stages are kept "
-                               f"({_default('patience')})")
+                               f"({_recipe('patience')})")
     training.add_argument("--seed", type=int,
                           help=f"seed of the split, shuffling, augmentation and initialisation ({_default('seed')})")
     training.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,

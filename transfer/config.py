@@ -60,19 +60,19 @@ class TrainConfig:
     unfreeze: int = 4
     fine_tune_lr_factor: float = 0.1
     optimizer: str = "adam"
-    lr: float = 1e-3
-    epochs: int = 20
+    lr: Optional[float] = None
+    epochs: Optional[int] = None
     fine_tune_epochs: int = 10
     batch_size: int = 32
     image_size: Optional[tuple] = None
     head_units: int = 256
     dropout: float = 0.3
-    patience: int = 5
+    patience: Optional[int] = None
     classes: Optional[list] = None
     split: tuple = (0.8, 0.1, 0.1)
     seed: int = 42
     feature_cache: bool = True
-    augment_on_the_fly: bool = False
+    augment_on_the_fly: Optional[bool] = None
     mixed_precision: str = "auto"
     xla: str = "auto"
     distribute: str = "none"
@@ -95,6 +95,10 @@ class TrainConfig:
         from transfer.optimizers import OPTIMIZERS
 
         self.data = parse_data(self.data)
+        spec = get_backbone(self.backbone)
+        for name, value in recipe_defaults(spec.pretrained).items():  # per kind of network, not a fallback
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         self.out = None if self.out in (None, "") else str(self.out)
         for name in ("unfreeze", "epochs", "fine_tune_epochs", "batch_size", "head_units",
                      "patience", "seed", "verbose", "folds"):
@@ -102,7 +106,8 @@ class TrainConfig:
         for name in ("fine_tune_lr_factor", "lr", "dropout"):
             setattr(self, name, _as_float(name, getattr(self, name)))
         for name in ("feature_cache", "augment_on_the_fly", "overwrite", "crop"):
-            setattr(self, name, _as_bool(name, getattr(self, name)))
+            if name != "augment_on_the_fly" or self.augment_on_the_fly is not None:  # None: auto
+                setattr(self, name, _as_bool(name, getattr(self, name)))
         self.weights = "none" if self.weights is None else str(self.weights)
         self.image_size = parse_image_size(self.image_size)
         self.split = parse_split(self.split)
@@ -127,7 +132,6 @@ class TrainConfig:
         _check_choice("distribute", self.distribute, DISTRIBUTE)
         if self.optimizer not in OPTIMIZERS:
             raise TransferError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        spec = get_backbone(self.backbone)
         if self.weights == "auto":  # a default per kind of network, not a fallback
             self.weights = "imagenet" if spec.pretrained else "none"
         _check_range("lr", self.lr, low=0.0, low_open=True)
@@ -140,7 +144,7 @@ class TrainConfig:
     @property
     def uses_feature_cache(self) -> bool:
         """The frozen stage trains the head on cached backbone outputs (never with augmentation)."""
-        return self.feature_cache and not self.augment_on_the_fly
+        return self.feature_cache and not self.augment_on_the_fly  # auto (None) never augments a frozen stage
 
     @property
     def data_items(self) -> list[str]:
@@ -155,6 +159,20 @@ class TrainConfig:
         """Plain YAML-friendly values (tuples as lists), in field order."""
         values = dataclasses.asdict(self)
         return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+
+#: Defaults that depend on the kind of network (``None`` in TrainConfig means "this"): a pretrained
+#: backbone's head on cached features, or a network trained from scratch (which, with its inputs standardised
+#: and eta-phi images augmented, learns faster at a higher rate and keeps improving for longer).
+RECIPE_DEFAULTS = {
+    True: {"lr": 1e-3, "epochs": 20, "patience": 5},
+    False: {"lr": 3e-3, "epochs": 40, "patience": 8},
+}
+
+
+def recipe_defaults(pretrained: bool) -> dict:
+    """``lr``, ``epochs`` and ``patience`` when not given, for a pretrained backbone or a network from scratch."""
+    return dict(RECIPE_DEFAULTS[bool(pretrained)])
 
 
 def option_names() -> list[str]:

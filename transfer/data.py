@@ -358,6 +358,17 @@ class ImageView(DataView):
         self.input_shape = tuple(self.images.image_shape)
         self.channel_names = tuple(["grey"] if self.input_shape[2] == 1 else ["red", "green", "blue"])
 
+    @property
+    def is_event_image(self) -> bool:
+        """Full-azimuth eta-phi event images, as ``imgen`` renders events (its imgen-config.json says so)."""
+        import json
+
+        path = self.images.root / "imgen-config.json"
+        try:
+            return "render" in json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+
     def _paths(self, split: str) -> list[str]:
         return [str(self.images.root / self.images.files[i]) for i in self.splits[split]]
 

@@ -198,8 +198,12 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confu
 
 
 def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one class vs the rest)",
-             signal: str | None = None) -> Path:
-    """One ROC curve per class with its AUC; for two classes also rejection vs signal efficiency."""
+             signal: str | None = None, baseline: SplitScores | None = None) -> Path:
+    """One ROC curve per class with its AUC; for two classes also rejection vs signal efficiency.
+
+    ``baseline`` (the matched baseline's scores on the same events) adds its
+    curves, dashed in the same colours.
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
@@ -211,7 +215,13 @@ def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one cl
         if not 0 < truth.sum() < len(truth):
             continue
         fpr, tpr, _ = roc_curve(truth, scores[:, k])
-        ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(truth, scores[:, k]):.3f})")
+        who = "" if baseline is None else ", network"
+        line, = ax.plot(fpr, tpr, label=f"{name}{who} (AUC = {roc_auc_score(truth, scores[:, k]):.3f})")
+        if baseline is not None:
+            b_truth = np.asarray(baseline.y_true) == k
+            b_fpr, b_tpr, _ = roc_curve(b_truth, baseline.scores[:, k])
+            ax.plot(b_fpr, b_tpr, ls="--", lw=1, color=line.get_color(),
+                    label=f"{name}, baseline (AUC = {roc_auc_score(b_truth, baseline.scores[:, k]):.3f})")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance (AUC = 0.5)")
     ax.set(xlabel="false positive rate (fraction of other-class events accepted)",
            ylabel="true positive rate (fraction of class events accepted)", title=title,
@@ -227,6 +237,10 @@ def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one cl
             keep = fpr > 0
             ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal = {class_names[s]}, "
                                                        f"background = {class_names[1 - s]}")
+            if baseline is not None:
+                b_fpr, b_tpr, _ = roc_curve(np.asarray(baseline.y_true) == s, baseline.scores[:, s])
+                keep = b_fpr > 0
+                ax.plot(b_tpr[keep], 1.0 / b_fpr[keep], ls="--", lw=1, label="baseline (gradient-boosted trees)")
             ax.legend(loc="upper right")
         ax.set_yscale("log")
         ax.set(xlabel=f"signal efficiency (fraction of {class_names[s]} events accepted)",
@@ -459,7 +473,7 @@ def ensemble_markdown(metrics: dict, class_names: list[str]) -> str:
 
 
 def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: str | None = None,
-                     title: str = "Test split") -> None:
+                     title: str = "Test split", baseline: SplitScores | None = None) -> None:
     """predictions.csv, confusion_matrix.csv/.png, roc.png and discriminant.png of the test scores."""
     folder = Path(folder)
     predictions_table(test.paths, test.scores, class_names, test.y_true).to_csv(
@@ -468,7 +482,8 @@ def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: 
     confusion_table(test.y_true, y_pred, class_names).to_csv(folder / "confusion_matrix.csv", index=False,
                                                             float_format="%.6g")
     plot_confusion_matrix(test.y_true, y_pred, class_names, folder / "confusion_matrix.png", title)
-    plot_roc(test.y_true, test.scores, class_names, folder / "roc.png", f"{title} ROC (one vs rest)", signal)
+    plot_roc(test.y_true, test.scores, class_names, folder / "roc.png", f"{title} ROC (one vs rest)", signal,
+             baseline)
     plot_discriminant(test.y_true, test.scores, class_names, folder / "discriminant.png", signal,
                       f"{title} discriminant")
 
@@ -535,7 +550,9 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
         network_acc_val=metrics["validation"]["accuracy"], baseline_acc_val=base.get("accuracy"),
         extra_warnings=health_inputs.get("input_warnings"))
     write_evaluation(folder, class_names, SplitScores(splits["test"].paths, splits["test"].y_true,
-                                                      _finite_scores(splits["test"].scores)), signal)
+                                                      _finite_scores(splits["test"].scores)), signal,
+                     baseline=None if baseline is None else
+                     SplitScores([], baseline.labels["test"], baseline.scores["test"]))
     history.to_csv(folder / "history.csv", index=False, float_format="%.6g")
     plot_training_curves(history, folder / "training_curves.png", f"{info.get('backbone', '')} training")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

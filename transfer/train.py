@@ -131,6 +131,15 @@ def resolve_class_weight(mode: str, labels, num_classes: int) -> dict[int, float
     return None
 
 
+def resolve_augment(requested: bool | None, view: DataView, from_scratch: bool) -> bool:
+    """``--augment-on-the-fly``; unset (auto): on for a network trained from scratch on full-azimuth eta-phi
+    images that ``imgen`` rendered (phi rotations and eta, phi flips are symmetries of those events, and
+    they are what lets a small network trained from scratch generalise from a few thousand images)."""
+    if requested is not None:
+        return bool(requested)
+    return from_scratch and bool(getattr(view, "is_event_image", False))
+
+
 def _has_batch_norm(model) -> bool:
     from transfer.model import is_batch_norm
 
@@ -381,8 +390,8 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
         log.warning("%s", warning)
     normalized = not spec.pretrained
     class_weight = resolve_class_weight(config.class_weight, view.labels("train"), len(view.class_names))
-    train_data = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed,
-                              augment=config.augment_on_the_fly)
+    augment = resolve_augment(config.augment_on_the_fly, view, from_scratch)
+    train_data = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed, augment=augment)
     val_data = view.dataset("validation", config.batch_size)
     context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None), "optimizer": config.optimizer,
                "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone), "random_frozen_backbone": False}
@@ -426,7 +435,7 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
                                if normalized else None,
         "input_statistics": stats,
         "feature_cache": config.uses_feature_cache and not from_scratch,
-        "augment_on_the_fly": config.augment_on_the_fly,
+        "augment_on_the_fly": augment,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
         "opened_layers": opened, "best": stages.best, "split_source": described.pop("split_source"),
         "events_per_class": view.counts(), **described, **extra_info, "timing": timing,
