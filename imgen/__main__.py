@@ -47,13 +47,14 @@ images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on to
 
 output and resume:
   OUT/manifest.csv lists every image of the run (path, class, event, source,
-  split). Writes are atomic; a run that stops resumes where it left off
+  split, run, lumi). Writes are atomic; a run that stops resumes where it left off
   (existing images are kept, --overwrite re-renders). OUT/imgen-config.json
   records the settings; a run with settings that change pixels is refused in
   an OUT rendered otherwise, unless --overwrite. A bad event (non-numeric,
   NaN/infinite or negative value, missing pt/eta/phi) is skipped and counted
-  (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON) stops
-  the run with an error naming it: its images are discarded, the files before
+  (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON; not
+  ROOT, truncated, empty tree, missing branch) stops the run with an error
+  naming it: its images are discarded, the files before
   it are kept, and no manifest is written.
 
 batch farms:

@@ -22,6 +22,8 @@ tolerance lives, because real files vary:
   ``btag=None``; missing ``tightID``/``tightIso`` count as false;
 * numbers written as strings (``"pt": "4.8"``) are accepted, and phi is
   wrapped into [-pi, pi);
+* ``run`` and ``lumi`` are kept (for the manifest) when they are whole
+  numbers, and are None otherwise: they are bookkeeping, never an error;
 * some producers write ``phi = 0.0`` for every lepton while ``px, py`` are
   right (the bundled real sample does: its electrons have ``phi`` 0.0 but
   ``atan2(py, px)`` is consistent with their ``pt`` and ``eta``). A lepton whose

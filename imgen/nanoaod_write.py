@@ -13,10 +13,12 @@ already, so they read back exactly). A jet without a b-tag score gets -1.
 
 ``MET_phi`` is written when every event has ``met_phi``, and left out when
 none has (as in the real 2011 JSON sample); event numbers must be integers.
-The file is written under a temporary name and renamed when complete.
+Events are written as they come, :data:`BASKET_EVENTS` at a time (memory stays
+flat), under a temporary name that is renamed when the file is complete.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -106,20 +108,26 @@ def write_nanoaod(path: str | os.PathLike, events: Iterable[Event], *, tree: str
     import uproot
 
     path = Path(path)
-    events = list(events)
-    with_phi = {e.met_phi is not None for e in events}
-    if len(with_phi) > 1:
-        raise ImgenError(f"{path}: some events have met_phi and some not; NanoAOD has MET_phi in all or none")
-    met_phi = with_phi == {True}
+    batches = _batches(iter(events))
+    first = next(batches, [])
+    met_phi = bool(first) and first[0].met_phi is not None
     fd, tmp = temp_file_beside(path, prefix=".tmp-", suffix=".root")
     os.close(fd)
     try:
         with uproot.recreate(tmp) as handle:
             out = handle.mktree(tree, _branch_types(btag_branch, met_phi),
                                 counter_name=lambda name: "n" + name.split("_", 1)[0])
-            for start in range(0, len(events), BASKET_EVENTS):
-                out.extend(_columns(events[start:start + BASKET_EVENTS], btag_branch, met_phi))
+            for batch in itertools.chain([first] if first else [], batches):
+                if any((e.met_phi is not None) != met_phi for e in batch):
+                    raise ImgenError(f"{path}: some events have met_phi and some not; NanoAOD has MET_phi "
+                                     f"in all events or in none")
+                out.extend(_columns(batch, btag_branch, met_phi))
         return move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _batches(events: Iterator[Event]) -> Iterator[list[Event]]:
+    while batch := list(itertools.islice(events, BASKET_EVENTS)):
+        yield batch

@@ -1,9 +1,9 @@
 """A rendering run: event files in, images + manifest (+ HDF5) out, a summary back.
 
 The main process streams each file (through its kind's reader, see
-:mod:`imgen.readers`: ijson for JSON, uproot for NanoAOD) and sends batches of
-raw events to worker processes; a worker validates, selects, assigns the split, renders,
-encodes and writes the PNG of each event, and sends back only small records
+:mod:`imgen.readers`: ijson for JSON, uproot for NanoAOD) and sends batches
+of raw events to worker processes; a worker validates, selects, assigns the
+split, renders, encodes and writes the PNG of each event, and sends back only small records
 (rows, counts, bad events). Measured: the main process spends ~20 us of CPU
 per event (parse, send, collect, manifest row, final rename), a worker
 ~130 us (validate, render, encode, write) plus whatever the file system takes
@@ -448,9 +448,11 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     out = Path(out)
     job = Job(config, selection, fractions, int(seed), str(out), format in ("png", "both"),
               format in ("hdf5", "both"), bool(overwrite), bool(dry_run))
-    record = {"version": __version__, "render": config.to_dict(), "selection": selection.to_dict(),
-              "split": list(fractions), "seed": int(seed), "format": format, "classes": class_names}
     readers = {f.kind: reader_for(f) for f in files}
+    read = [line for r in readers.values() if (line := r.describe(options))]
+    record = {"version": __version__, "render": config.to_dict(), "selection": selection.to_dict(),
+              "split": list(fractions), "seed": int(seed), "format": format, "classes": class_names,
+              **({"read": read} if read else {})}
     pixels = {"render_version": RENDER_VERSION, **config.to_dict(),
               **{f"selection.{k}": v for k, v in selection.to_dict().items() if not k.startswith("n_")}}
     for reader in readers.values():
@@ -462,7 +464,7 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
         except OSError as exc:
             raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
     summary = RunSummary(out=out, cut_flow=CutFlow(selection.cut_names()), workers=workers, shard=shard,
-                         dry_run=dry_run, read=[line for r in readers.values() if (line := r.describe(options))])
+                         dry_run=dry_run, read=read)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="imgen", disable=not progress,
                dynamic_ncols=True)
     run = _Run(job, summary, strict, shard, workers, batch_size, bar, options)
