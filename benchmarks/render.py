@@ -17,7 +17,7 @@
 5. Streams a large generated JSON file through ``python -m imgen --dry-run``
    in a child process (parse, validate, select) and reports its peak
    resident memory (ru_maxrss); with ``--json-render`` it also renders it.
-   The same events as one ROOT file get the same treatment (``--root-mb``).
+   The same events as one ROOT file get the same treatment.
 
 Prints every rate and the per-core ratio imgen / matplotlib (target: 30x at
 224 px), the per-core ratio ROOT / JSON route (target: at least 1x) and the
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-mb", type=float, default=1000, help="size of the JSON file streamed for the memory "
                    "figure, MB (default: %(default)s; 0 skips it)")
     p.add_argument("--json-render", action="store_true", help="also render the large file (slow), not only stream it")
-    p.add_argument("--root-mb", type=float, default=None, help="the same events as the large JSON file, as one ROOT "
-                   "file, streamed for its memory figure (default: as large as --json-mb's events; 0 skips it)")
+    p.add_argument("--no-root-memory", action="store_true", help="skip writing the large file's events as one ROOT "
+                   "file and streaming it for its memory figure")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--work", metavar="DIR", help="folder for the generated JSON and the images (default: a new "
                    "temporary folder; the file system's speed at creating files counts, try /dev/shm to leave it out)")
@@ -262,13 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                 run = streaming_memory(big, work / "large-out", args.workers, args.size, dry=False)
                 print(f"rendering it, {args.workers} workers: main process peak {run['self_mb']:.0f} MB, "
                       f"largest worker {run['children_mb']:.0f} MB, {run['rendered'] / run['seconds']:,.0f} events/s")
-            if args.root_mb != 0:
-                from imgen.nanoaod_write import events_of_json, write_nanoaod
-                from imgen.synth import generate_events
+            if not args.no_root_memory:
+                from imgen.events import read_events
+                from imgen.nanoaod_write import write_nanoaod
 
-                n_root = events if args.root_mb is None else max(1, int(events * args.root_mb / args.json_mb))
                 big_root = big.with_suffix(".root")
-                write_nanoaod(big_root, events_of_json(generate_events("TTjets", n_root, args.seed)))
+                write_nanoaod(big_root, read_events(big, strict=True))   # streamed: the same events
                 stream = streaming_memory(big_root, work / "large-root-out", 1, args.size, dry=True)
                 print(f"the same as ROOT: {big_root.stat().st_size / 1e6:.0f} MB, {stream['events']} events, "
                       f"--dry-run peak {stream['self_mb']:.0f} MB, {stream['events'] / stream['seconds']:,.0f} events/s")

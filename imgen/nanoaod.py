@@ -70,7 +70,7 @@ BTAG_BRANCHES: dict[str, tuple[str, str, float, str]] = {
 }
 DEFAULT_BTAG_BRANCH = "Jet_btagDeepFlavB"
 #: Arrays read per chunk (uproot's memory units): what the reader holds at a time.
-STEP_SIZE = "32 MB"
+STEP_SIZE = "8 MB"
 #: Relative isolation below which a lepton counts as isolated (the usual tight PF isolation cut).
 ISOLATED_BELOW = 0.15
 
