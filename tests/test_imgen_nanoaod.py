@@ -236,3 +236,15 @@ def test_cli_reads_root_and_reports_branches(toy, tmp_path, capsys):
         assert next(csv.reader(handle)) == ["path", "class", "event", "source", "split", "run", "lumi"]
     assert main([str(toy / "root"), "--out", str(tmp_path / "x"), "--workers", "1", "--tree", "Evts"]) == 2
     assert capsys.readouterr().err.startswith(f"error: {(toy / 'root' / 'TTjets.root').as_posix()}: no tree 'Evts'")
+
+
+def test_classes_from_folders_and_class_option(toy, tmp_path):
+    nested = tmp_path / "nano" / "ttbar"
+    nested.mkdir(parents=True)
+    (nested / "part1.root").write_bytes((toy / "root" / "TTjets.root").read_bytes())
+    summary = render_files([tmp_path / "nano"], tmp_path / "o", dry_run=True,
+                           classes=[f"wjets={toy / 'root' / 'W*.root'}"], **AS_JSON)
+    assert set(summary.cut_flow.rows()[0][1]) == {"ttbar", "wjets", "total"}
+    assert [(c, n) for _, c, n in summary.files] == [("ttbar", 24), ("wjets", 20)]
+    with pytest.raises(ImgenError, match="only .root files are read by URL"):
+        render_files(["https://example.org/events.json"], tmp_path / "o", dry_run=True)
