@@ -42,6 +42,9 @@ setup(
         "pyyaml>=6.0",
         # ISA-L deflate for PNG encoding: 4-5x faster than zlib, the main cost per image
         "isal>=1.6",
+        # NanoAOD ROOT input without a ROOT installation: what the field reads NanoAOD with
+        "uproot>=5.0",
+        "awkward>=2.0",
     ],
     extras_require={
         # CPU-only wheel: a quarter of the download, no CUDA (laptops, CI)

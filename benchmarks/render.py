@@ -11,12 +11,17 @@
 3. Renders them with ``imgen.pipeline.render_files`` (parse, validate,
    render, PNG-encode, write, manifest): outline and physics style with one
    worker (in-process, one core), then physics with N workers.
-4. Streams a large generated JSON file through ``python -m imgen --dry-run``
+4. Writes the same events as NanoAOD-layout ROOT files (``imgen.nanoaod_write``)
+   and renders them on one worker as in 3 (physics style), and reads both
+   routes with ``dry_run`` (read, validate, select: the part that differs).
+5. Streams a large generated JSON file through ``python -m imgen --dry-run``
    in a child process (parse, validate, select) and reports its peak
    resident memory (ru_maxrss); with ``--json-render`` it also renders it.
+   The same events as one ROOT file get the same treatment.
 
 Prints every rate and the per-core ratio imgen / matplotlib (target: 30x at
-224 px) and the peak memory (target: under 500 MB whatever the file size).
+224 px), the per-core ratio ROOT / JSON route (target: at least 1x) and the
+peak memory (target: under 500 MB whatever the file size).
 Numbers depend on the machine and on what else runs on it: compare rates
 from the same run only.
 """
@@ -76,6 +81,20 @@ def write_events(folder: Path, per_class: int, seed: int) -> list[Path]:
         path.write_text(json.dumps({"Event": events}, indent=3))
         paths.append(path)
     return paths
+
+
+def write_root_copies(paths: list[Path], folder: Path) -> list[Path]:
+    """The events of each JSON file as ``folder/<stem>.root`` (NanoAOD layout, CSV in Jet_btagCSVV2)."""
+    from imgen.events import read_events
+    from imgen.nanoaod_write import write_nanoaod
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_nanoaod(folder / (p.name[: -len(".json")] + ".root"), read_events(p, strict=True))
+            for p in paths]
+
+
+#: the JSON CSV score is written to Jet_btagCSVV2; with the JSON cut both routes tag the same jets
+ROOT_AS_JSON = {"btag_branch": "Jet_btagCSVV2", "btag_cut": 0.679}
 
 
 def write_large_json(path: Path, megabytes: float, seed: int) -> int:
@@ -153,7 +172,7 @@ _CHILD = """
 import json, resource, sys
 from imgen.pipeline import render_files
 s = render_files([sys.argv[1]], sys.argv[2], workers=int(sys.argv[3]), size=int(sys.argv[4]),
-                 dry_run=sys.argv[5] == "dry")
+                 dry_run=sys.argv[5] == "dry", btag_branch="Jet_btagCSVV2", btag_cut=0.679)
 print(json.dumps({"events": s.events_read, "seconds": s.seconds, "rendered": s.n_rendered,
                   "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
@@ -180,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-mb", type=float, default=1000, help="size of the JSON file streamed for the memory "
                    "figure, MB (default: %(default)s; 0 skips it)")
     p.add_argument("--json-render", action="store_true", help="also render the large file (slow), not only stream it")
+    p.add_argument("--no-root-memory", action="store_true", help="skip writing the large file's events as one ROOT "
+                   "file and streaming it for its memory figure")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--work", metavar="DIR", help="folder for the generated JSON and the images (default: a new "
                    "temporary folder; the file system's speed at creating files counts, try /dev/shm to leave it out)")
@@ -207,6 +228,21 @@ def main(argv: list[str] | None = None) -> int:
             assert summary.n_rendered == total, summary.format()
             rates[label] = summary.n_rendered / summary.seconds
             print(f"{label + ':':28s} {rates[label]:9.1f} events/s ({summary.seconds:.2f} s)")
+        roots = write_root_copies(paths, work / "root")
+        best: dict[str, float] = {}
+        for _ in range(3):  # alternating rounds, best of each: the load of a shared machine changes over time
+            for label, inputs, dry in (("JSON render", paths, False), ("ROOT render", roots, False),
+                                       ("JSON read", paths, True), ("ROOT read", roots, True)):
+                summary = render_files(inputs, work / f"out-{label.replace(' ', '-')}", size=args.size, workers=1,
+                                       dry_run=dry, overwrite=True, **ROOT_AS_JSON)
+                assert summary.events_read == total, summary.format()
+                best[label] = max(best.get(label, 0.0), total / summary.seconds)
+        print(f"physics, 1 worker, best of 3 alternating: JSON {best['JSON render']:,.0f} events/s, "
+              f"ROOT {best['ROOT render']:,.0f} events/s")
+        print(f"read + validate + select only (dry run): JSON {best['JSON read']:,.0f} events/s, "
+              f"ROOT {best['ROOT read']:,.0f} events/s")
+        print(f"per core, ROOT / JSON route: rendering {best['ROOT render'] / best['JSON render']:.2f}x, "
+              f"reading {best['ROOT read'] / best['JSON read']:.2f}x (target: at least 1x)")
         one = rates["imgen outline, 1 worker"], rates["imgen physics, 1 worker"]
         print(f"per core, imgen / matplotlib: outline {one[0] / mpl_rate:.1f}x, physics {one[1] / mpl_rate:.1f}x "
               f"(target 30x); {args.workers} workers: "
@@ -226,6 +262,18 @@ def main(argv: list[str] | None = None) -> int:
                 run = streaming_memory(big, work / "large-out", args.workers, args.size, dry=False)
                 print(f"rendering it, {args.workers} workers: main process peak {run['self_mb']:.0f} MB, "
                       f"largest worker {run['children_mb']:.0f} MB, {run['rendered'] / run['seconds']:,.0f} events/s")
+            if not args.no_root_memory:
+                from imgen.events import read_events
+                from imgen.nanoaod_write import write_nanoaod
+
+                big_root = big.with_suffix(".root")
+                write_nanoaod(big_root, read_events(big, strict=True))   # streamed: the same events
+                root_stream = streaming_memory(big_root, work / "large-root-out", 1, args.size, dry=True)
+                print(f"the same as ROOT: {big_root.stat().st_size / 1e6:.0f} MB, {root_stream['events']} events, "
+                      f"--dry-run peak {root_stream['self_mb']:.0f} MB, "
+                      f"{root_stream['events'] / root_stream['seconds']:,.0f} events/s "
+                      f"({root_stream['events'] / root_stream['seconds'] / (stream['events'] / stream['seconds']):.2f}x "
+                      f"the JSON file's rate)")
         print(f"this process peak: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     finally:
         if not args.keep:

@@ -1,4 +1,4 @@
-"""``python -m imgen``: CMS JSON events -> eta-phi PNG images + manifest.
+"""``python -m imgen``: CMS JSON or NanoAOD ROOT events -> eta-phi PNG images + manifest.
 
 Only parses arguments and calls :func:`imgen.pipeline.render_files` (or,
 for ``python -m imgen arrays ...``, :mod:`imgen.arrays_cli`).
@@ -20,7 +20,17 @@ classes:
   argument gives its *.json files, each classed by its own stem, and the
   *.json files of its direct sub-folders, classed by the sub-folder's name
   (json_files/Wjets/part1.json -> Wjets). --class NAME=GLOB overrides both.
-  .json.gz files are read too.
+  .json.gz files are read too, and so are .root files (below), by the same rules.
+
+NanoAOD ROOT files (.root, read with uproot; no ROOT installation needed):
+  The tree (--tree, default Events) is read in chunks, so memory stays flat.
+  Branches: run, luminosityBlock, event, MET_pt, MET_phi, and nX, X_pt, X_eta,
+  X_phi for X = Jet, Tau, Photon, Electron, Muon; tight ID from Jet_jetId (tight
+  bit), Electron_cutBased >= 4, Muon_tightId; isolation Electron_pfRelIso03_all
+  and Muon_pfRelIso04_all < 0.15; b-tag from --btag-branch above --btag-cut.
+  The manifest's event column is the NanoAOD event number, with run and lumi
+  (luminosityBlock) beside it. A URL (root://..., https://...) is passed on to
+  uproot. A missing branch is an error listing the nearest names in the tree.
 
 images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on top):
   physics (default, made for a network): black background; R = jets (disk,
@@ -37,13 +47,14 @@ images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on to
 
 output and resume:
   OUT/manifest.csv lists every image of the run (path, class, event, source,
-  split). Writes are atomic; a run that stops resumes where it left off
+  split, run, lumi). Writes are atomic; a run that stops resumes where it left off
   (existing images are kept, --overwrite re-renders). OUT/imgen-config.json
   records the settings; a run with settings that change pixels is refused in
   an OUT rendered otherwise, unless --overwrite. A bad event (non-numeric,
   NaN/infinite or negative value, missing pt/eta/phi) is skipped and counted
-  (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON) stops
-  the run with an error naming it: its images are discarded, the files before
+  (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON; not
+  ROOT, truncated, empty tree, missing branch) stops the run with an error
+  naming it: its images are discarded, the files before
   it are kept, and no manifest is written.
 
 batch farms:
@@ -57,6 +68,7 @@ examples:
   python -m imgen json_files/
   python -m imgen json_files/ --selection paper --size 64 --workers 8 --out images64
   python -m imgen --class ttbar='data/TT*.json' --class wjets='data/W*.json' --format both
+  python -m imgen nano/TTJets.root nano/WJets.root --selection paper --btag-branch Jet_btagDeepB
 
 Calorimeter-cell HDF5 arrays instead of JSON events: python -m imgen arrays --help
 """
@@ -68,11 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="python -m imgen",
-        description="Render CMS open-data JSON collision events as eta-phi images (PNG, optionally "
-                    "HDF5), one per event, with a manifest assigning each to train/validation/test.",
+        description="Render CMS open-data collision events (JSON, or NanoAOD ROOT files) as eta-phi "
+                    "images (PNG, optionally HDF5), one per event, with a manifest assigning each to "
+                    "train/validation/test.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="JSON files, folders or globs to read (classes: see below)")
+                   help="JSON or NanoAOD .root files, folders, globs or .root URLs to read (classes: see "
+                        "below)")
     p.add_argument("--class", dest="classes", action="append", default=[], metavar="NAME=GLOB",
                    help="events of the files matching GLOB are of class NAME (repeatable; overrides "
                         "the class from the file or folder name)")
@@ -96,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eta-max", type=float, default=3.0, metavar="ETA",
                    help="the image spans eta from -ETA to +ETA (default: %(default)s)")
     g.add_argument("--btag-wp", type=float, default=CSV_MEDIUM, metavar="CSV",
-                   help="CSV b-tag score above which a jet is drawn as a b-tagged jet "
-                        "(default: %(default)s, the CMS CSV medium working point)")
+                   help="JSON files: CSV b-tag score above which a jet is drawn as a b-tagged jet "
+                        "(default: %(default)s, the CMS CSV medium working point; .root files: --btag-cut)")
     g.add_argument("--pt-scale", default="1,1000", metavar="MIN,MAX",
                    help="physics style: pt in GeV mapped to the lowest (64) and highest (255) "
                         "intensity, log scale (default: %(default)s)")
+
+    add_nanoaod_options(p)
 
     s = p.add_argument_group("selection (object cuts remove objects, count cuts remove events)")
     s.add_argument("--selection", choices=sorted(PRESETS), default="none",
@@ -146,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_nanoaod_options(p: argparse.ArgumentParser) -> None:
+    from imgen.nanoaod import BTAG_BRANCHES, DEFAULT_BTAG_BRANCH, DEFAULT_TREE
+
+    known = "; ".join(f"{name} ({tagger}, NanoAOD {versions}, medium {cut} for {campaign})"
+                      for name, (tagger, versions, cut, campaign) in BTAG_BRANCHES.items())
+    r = p.add_argument_group("NanoAOD ROOT input (.root files)")
+    r.add_argument("--tree", default=DEFAULT_TREE, metavar="NAME",
+                   help="name of the events tree (default: %(default)s)")
+    r.add_argument("--btag-branch", default=DEFAULT_BTAG_BRANCH, metavar="BRANCH",
+                   help=f"jet b-tag discriminant, by NanoAOD version: {known} (default: %(default)s)")
+    r.add_argument("--btag-cut", type=float, default=None, metavar="CUT",
+                   help="discriminant above which a jet is drawn as a b-tagged jet (default: the medium "
+                        "working point of --btag-branch listed above; other years differ, give yours)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "arrays":
@@ -165,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {writer.merge_shard_manifests(args.merge_shards)}")
             return 0
         if not args.inputs and not args.classes:
-            parser.error("give JSON files, folders or globs (or --class NAME=GLOB)")
+            parser.error("give JSON or ROOT files, folders or globs (or --class NAME=GLOB)")
         cuts = selection.build_selection(
             args.selection, lepton_pt_min=args.lepton_pt_min, lepton_tight_id=args.lepton_tight_id,
             lepton_tight_iso=args.lepton_tight_iso, jet_pt_min=args.jet_pt_min,
@@ -176,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             eta_max=args.eta_max, objects=args.objects, btag_wp=args.btag_wp,
             pt_scale=_pair(args.pt_scale, "--pt-scale"), selection=cuts, split=args.split,
             seed=args.seed, workers=args.workers, shard=args.shard, format=args.format,
-            overwrite=args.overwrite, strict=args.strict, dry_run=args.dry_run,
+            overwrite=args.overwrite, strict=args.strict, dry_run=args.dry_run, tree=args.tree,
+            btag_branch=args.btag_branch, btag_cut=args.btag_cut,
             progress=not args.no_progress and sys.stderr.isatty())
     except ImgenError as exc:
         print(f"error: {exc}", file=sys.stderr)

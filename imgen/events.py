@@ -22,6 +22,8 @@ tolerance lives, because real files vary:
   ``btag=None``; missing ``tightID``/``tightIso`` count as false;
 * numbers written as strings (``"pt": "4.8"``) are accepted, and phi is
   wrapped into [-pi, pi);
+* ``run`` and ``lumi`` are kept (for the manifest) when they are whole
+  numbers, and are None otherwise: they are bookkeeping, never an error;
 * some producers write ``phi = 0.0`` for every lepton while ``px, py`` are
   right (the bundled real sample does: its electrons have ``phi`` 0.0 but
   ``atan2(py, px)`` is consistent with their ``pt`` and ``eta``). A lepton whose
@@ -94,6 +96,9 @@ class Event:
     met_phi: float | None = None
     #: leptons whose phi was taken from atan2(py, px) (see module docstring)
     phi_from_momentum: int = 0
+    #: run and luminosity block, recorded in the manifest; None when the input has none
+    run: int | None = None
+    lumi: int | None = None
 
     def of_kind(self, kind: str) -> list[PhysicsObject]:
         return [o for o in self.objects if o.kind == kind]
@@ -286,6 +291,17 @@ def _flag(value: Any, where: str, name: str) -> bool:
     raise BadEventError(f"{where}: {name} is {_show(value)}, expected true or false", "non-boolean flag")
 
 
+def _counter(value: Any) -> int | None:
+    """A run or lumi number, or None: they are only recorded, so an odd one is not an error."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is str and value.strip().isdigit():
+        return int(value)
+    return None
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -359,7 +375,7 @@ def parse_event(event_id: Any, raw: Any, source: str | os.PathLike = "<memory>")
             raise BadEventError(f"{here}: negative met {met:g} GeV", "negative pt")
     if raw.get("met_phi") is not None:
         met_phi = wrap_phi(_number(raw["met_phi"], here, "met_phi"))
-    return Event(event_id, tuple(objects), met, met_phi, fixed)
+    return Event(event_id, tuple(objects), met, met_phi, fixed, _counter(raw.get("run")), _counter(raw.get("lumi")))
 
 
 def read_events(path: str | os.PathLike, strict: bool = False) -> Iterator[Event]:

@@ -1,15 +1,20 @@
-"""Which JSON files to read, and the class of each.
+"""Which event files to read (CMS JSON or NanoAOD ROOT), and the class of each.
+
+The kind of a file comes from its name (:data:`FILE_KINDS`: ``.json`` and
+``.json.gz`` are JSON, ``.root`` is NanoAOD); :mod:`imgen.readers` holds one
+reader per kind. A ``.root`` argument may also be a URL (``root://...``,
+``https://...``): it is passed on to uproot as it is, classed by its file name.
 
 The class of an event comes from its file, by these rules (first match wins):
 
 1. ``--class NAME=GLOB`` (``classes={"NAME": "GLOB"}`` in Python): every file
    the pattern matches is of class NAME, whatever its name or folder; a
-   pattern that matches a folder takes that folder's JSON files.
+   pattern that matches a folder takes that folder's event files.
 2. A file argument (or a file a glob matches): the file name's stem, without
-   ``.json``/``.json.gz`` and without a trailing ``_json``
-   (``Wjets_json.json`` gives ``Wjets``).
-3. A folder argument: its direct ``*.json`` files are classed by their own
-   stems (rule 2), and the JSON files in its direct sub-folders by the
+   its suffix and without a trailing ``_json``
+   (``Wjets_json.json`` gives ``Wjets``, ``TTjets.root`` gives ``TTjets``).
+3. A folder argument: its direct event files are classed by their own
+   stems (rule 2), and the event files in its direct sub-folders by the
    sub-folder's name (``json_files/Wjets/part1.json`` gives ``Wjets``).
    Deeper folders are not searched.
 
@@ -29,25 +34,57 @@ from typing import Iterable, Mapping, Sequence
 from imgen.errors import ImgenError
 
 JSON_SUFFIXES = (".json", ".json.gz")
+#: File name suffix -> kind of event file (a key of :data:`imgen.readers.READERS`); longest first.
+FILE_KINDS = {".json.gz": "json", ".json": "json", ".root": "nanoaod"}
+EVENT_SUFFIXES = tuple(FILE_KINDS)
 CLASS_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")
+#: ``scheme://`` at the start of an argument: a remote file, handed to uproot as it is
+URL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True, order=True)
 class InputFile:
-    """One JSON file and the class of all its events."""
+    """One event file and the class of all its events; ``url`` is set for a remote file."""
 
     class_name: str
     path: Path
+    url: str = ""
+
+    @property
+    def location(self) -> str:
+        """What the file is opened by, and the ``source`` column of the manifest."""
+        return self.url or self.path.as_posix()
+
+    @property
+    def kind(self) -> str:
+        return file_kind(self.url or self.path.name)
+
+    def size(self) -> int:
+        """Bytes on disk (0 for a remote file), for the progress bar."""
+        return 0 if self.url else self.path.stat().st_size
+
+
+def file_kind(name: str | os.PathLike) -> str | None:
+    """``"json"`` or ``"nanoaod"`` from the file name (a URL's query is ignored); None if neither."""
+    name = os.fspath(name).split("?", 1)[0]
+    for suffix, kind in FILE_KINDS.items():
+        if name.endswith(suffix):
+            return kind
+    return None
 
 
 def is_json(path: Path) -> bool:
     return path.name.endswith(JSON_SUFFIXES)
 
 
+def is_event_file(path: Path) -> bool:
+    return file_kind(path.name) is not None
+
+
 def class_from_file(path: str | os.PathLike) -> str:
-    """``Wjets_json.json`` -> ``Wjets``; ``TTjets.json.gz`` -> ``TTjets``."""
-    name = Path(path).name
-    for suffix in JSON_SUFFIXES[::-1]:
+    """``Wjets_json.json`` -> ``Wjets``; ``TTjets.json.gz`` -> ``TTjets``; ``DY.root`` -> ``DY``."""
+    name = Path(os.fspath(path).split("?", 1)[0]).name
+    for suffix in EVENT_SUFFIXES:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -63,21 +100,25 @@ def check_class_name(name: str, origin: str) -> str:
     return name
 
 
-def _json_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_json(p))
+def _event_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_event_file(p))
 
 
 def _expand_folder(folder: Path) -> list[tuple[str, Path]]:
-    found = [(class_from_file(p), p) for p in _json_files(folder)]
+    found = [(class_from_file(p), p) for p in _event_files(folder)]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found += [(sub.name, p) for p in _json_files(sub)]
+        found += [(sub.name, p) for p in _event_files(sub)]
     if not found:
-        raise ImgenError(f"{folder}: folder holds no {' or '.join(JSON_SUFFIXES)} files "
+        raise ImgenError(f"{folder}: folder holds no {', '.join(EVENT_SUFFIXES)} files "
                          f"(searched it and its direct sub-folders)")
     return found
 
 
 def _expand(argument: str) -> list[tuple[str, Path]]:
+    if URL_PATTERN.match(argument):
+        if file_kind(argument) != "nanoaod":
+            raise ImgenError(f"{argument}: only .root files are read by URL (through uproot)")
+        return [(class_from_file(argument), _Remote(argument))]
     path = Path(argument)
     if path.is_file():
         return [(class_from_file(path), path)]
@@ -90,11 +131,18 @@ def _expand(argument: str) -> list[tuple[str, Path]]:
     for match in map(Path, matches):
         if match.is_dir():
             found += _expand_folder(match)
-        elif is_json(match):
+        elif is_event_file(match):
             found.append((class_from_file(match), match))
     if not found:
-        raise ImgenError(f"{argument}: pattern matches no {' or '.join(JSON_SUFFIXES)} file")
+        raise ImgenError(f"{argument}: pattern matches no {', '.join(EVENT_SUFFIXES)} file")
     return found
+
+
+class _Remote(str):
+    """A URL among the paths :func:`_expand` returns (kept apart from local paths)."""
+
+    def resolve(self) -> "_Remote":
+        return self
 
 
 def parse_class_option(spec: str) -> tuple[str, str]:
@@ -134,8 +182,11 @@ def resolve_inputs(inputs: Iterable[str | os.PathLike] = (),
             chosen.setdefault(path.resolve(), (name, path))
     chosen.update(overrides)
     if not chosen:
-        raise ImgenError("no input: give JSON files, folders or globs, or --class NAME=GLOB")
+        raise ImgenError("no input: give JSON or ROOT files, folders or globs, or --class NAME=GLOB")
     files = []
     for name, path in chosen.values():
-        files.append(InputFile(check_class_name(name, str(path)), path))
+        if isinstance(path, _Remote):
+            files.append(InputFile(check_class_name(name, path), Path(path), str(path)))
+        else:
+            files.append(InputFile(check_class_name(name, str(path)), path))
     return sorted(files)

@@ -18,6 +18,10 @@ MANIFEST_NAME = "manifest.csv"
 #: Columns every manifest has, in this order. ``path`` is relative to the
 #: dataset root and uses forward slashes.
 COLUMNS = ("path", "class", "event", "source", "split")
+#: Columns ``python -m imgen`` adds after them: the run and luminosity block of
+#: the event (NanoAOD ``run``/``luminosityBlock``, JSON ``run``/``lumi``), empty
+#: where the input has none. ``event`` is only unique within a run.
+RUN_COLUMNS = ("run", "lumi")
 #: Extra column written by ``augment``: the ``path`` of the source image of a
 #: generated image, empty for originals.
 AUGMENTED_FROM = "augmented_from"

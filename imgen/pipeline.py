@@ -1,8 +1,9 @@
-"""A rendering run: JSON files in, images + manifest (+ HDF5) out, a summary back.
+"""A rendering run: event files in, images + manifest (+ HDF5) out, a summary back.
 
-The main process streams each file (ijson) and sends batches of raw events to
-worker processes; a worker validates, selects, assigns the split, renders,
-encodes and writes the PNG of each event, and sends back only small records
+The main process streams each file (through its kind's reader, see
+:mod:`imgen.readers`: ijson for JSON, uproot for NanoAOD) and sends batches
+of raw events to worker processes; a worker validates, selects, assigns the
+split, renders, encodes and writes the PNG of each event, and sends back only small records
 (rows, counts, bad events). Measured: the main process spends ~20 us of CPU
 per event (parse, send, collect, manifest row, final rename), a worker
 ~130 us (validate, render, encode, write) plus whatever the file system takes
@@ -38,8 +39,9 @@ from tqdm import tqdm
 
 from imgen._version import __version__
 from imgen.errors import BadEventError, ImgenError
-from imgen.events import iter_raw_events, open_json, parse_event
+from imgen.events import parse_event
 from imgen.inputs import InputFile, resolve_inputs
+from imgen.readers import ReadOptions, reader_for, run_btag_wp
 from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, encode_png, render_event
 from imgen.selection import CutFlow, Selection, build_selection, event_cuts_passed, select_objects
 from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_shard, assign_split, parse_fractions, parse_shard
@@ -75,6 +77,8 @@ class RunSummary:
     existing: dict[str, Counter] = field(default_factory=dict)   # already on disk (resume)
     missing_met_phi: int = 0
     phi_from_momentum: int = 0
+    #: what the readers read (e.g. the NanoAOD tree and branches)
+    read: list[str] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
     shard: tuple[int, int] | None = None
@@ -117,7 +121,7 @@ class RunSummary:
             "existing": {k: dict(v) for k, v in self.existing.items()},
             "missing_met_phi": self.missing_met_phi, "phi_from_momentum": self.phi_from_momentum,
             "seconds": self.seconds, "events_per_second": self.rate, "workers": self.workers,
-            "files": [{"source": s, "class": c, "events": n} for s, c, n in self.files],
+            "files": [{"source": s, "class": c, "events": n} for s, c, n in self.files], "read": self.read,
             "manifest": str(self.manifest) if self.manifest else None,
             "hdf5": str(self.hdf5) if self.hdf5 else None,
         }
@@ -125,6 +129,7 @@ class RunSummary:
     def format(self) -> str:
         lines = [f"read {self.events_read} events from {len(self.files)} file(s) in {self.seconds:.2f} s "
                  f"({self.rate:,.0f} events/s, {self.workers} worker(s))"]
+        lines += self.read
         if self.shard:
             lines.append(f"shard {self.shard[0]}/{self.shard[1]}: {self.other_shards} events left to other shards")
         if self.bad:
@@ -179,21 +184,23 @@ class Job:
 class BatchResult:
     flow: CutFlow
     bad: list[tuple[str, str]] = field(default_factory=list)               # (reason, message)
-    rows: list[tuple[str, str, str, bytes | None]] = field(default_factory=list)  # (event, split, status, h5 chunk)
+    rows: list[tuple] = field(default_factory=list)  # (event, split, status, h5 chunk, run, lumi)
     missing_met_phi: int = 0
     phi_from_momentum: int = 0
 
 
 def process_batch(job: Job, source: str, class_name: str, staging: str | None,
-                  events: Sequence[tuple[str, Any]]) -> BatchResult:
-    """Validate, select, split, render and write one batch of one file's events."""
+                  events: Sequence[tuple[str, Any]], parse=parse_event) -> BatchResult:
+    """Validate, select, split, render and write one batch of one file's events.
+
+    ``parse`` is the file's reader's (:class:`imgen.readers.EventReader`)."""
     selection = job.selection
     n_cuts = len(selection.event_cuts())
     result = BatchResult(CutFlow(selection.cut_names()))
     final_dir = os.path.join(job.out, class_name)
     for event_id, raw in events:
         try:
-            event = parse_event(event_id, raw, source)
+            event = parse(event_id, raw, source)
         except BadEventError as exc:
             result.bad.append((exc.reason, str(exc)))
             continue
@@ -219,7 +226,7 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
                     write_staged(staged, encode_png(image))
             if job.write_hdf5:
                 chunk = compress_image(image if image is not None else render_event(selected, job.render))
-        result.rows.append((event_id, split, status, chunk))
+        result.rows.append((event_id, split, status, chunk, event.run, event.lumi))
     return result
 
 
@@ -277,8 +284,9 @@ class _Run:
     """State of one run in the main process."""
 
     def __init__(self, job: Job, summary: RunSummary, strict: bool, shard: tuple[int, int] | None,
-                 workers: int, batch_size: int, bar: tqdm):
+                 workers: int, batch_size: int, bar: tqdm, options: ReadOptions = ReadOptions()):
         self.job, self.summary, self.strict, self.shard = job, summary, strict, shard
+        self.options = options
         self.batch_size = batch_size
         self.bar = bar
         self.seen = _SeenEvents()
@@ -290,7 +298,8 @@ class _Run:
     # -- one input file ----------------------------------------------------
     def run_file(self, item: InputFile) -> None:
         job, summary = self.job, self.summary
-        source, class_name = item.path.as_posix(), item.class_name
+        source, class_name = item.location, item.class_name
+        parse = reader_for(item).parse
         staging = None
         if job.write_png and not job.dry_run:
             staging = Staging(job.out, item.path, self.shard)
@@ -308,9 +317,9 @@ class _Run:
         read = 0
         done_bytes = 0
         try:
-            with open_json(item.path) as reader:
+            with reader_for(item).open(item, self.options) as reader:
                 batch: list = []
-                for event_id, raw in iter_raw_events(item.path, reader):
+                for event_id, raw in reader:
                     read += 1
                     if self.shard and assign_shard(event_id, class_name, self.shard[1]) != self.shard[0]:
                         summary.other_shards += 1
@@ -322,12 +331,12 @@ class _Run:
                         continue
                     batch.append((event_id, raw))
                     if len(batch) >= self.batch_size:
-                        self._submit(pending, (source, class_name, staging_dir, batch))
+                        self._submit(pending, (source, class_name, staging_dir, batch, parse))
                         batch = []
                         self.bar.update(reader.position() - done_bytes)
                         done_bytes = reader.position()
                 if batch:
-                    self._submit(pending, (source, class_name, staging_dir, batch))
+                    self._submit(pending, (source, class_name, staging_dir, batch, parse))
                 while pending:
                     self._collect(source, class_name, pending.popleft())
                 self.bar.update(reader.position() - done_bytes)
@@ -374,12 +383,12 @@ class _Run:
         summary.cut_flow.merge(result.flow)
         summary.missing_met_phi += result.missing_met_phi
         summary.phi_from_momentum += result.phi_from_momentum
-        for event_id, split, status, chunk in result.rows:
+        for event_id, split, status, chunk, run, lumi in result.rows:
             path = image_relpath(class_name, event_id)
             target = summary.existing if status == "existing" else summary.rendered
             target.setdefault(class_name, Counter())[split] += 1
             if self.spool:
-                self.spool.add(path, class_name, event_id, source, split)
+                self.spool.add(path, class_name, event_id, source, split, run, lumi)
             if self.h5:
                 self.h5.append(class_name, event_id, split, path, source, chunk)
         self.bar.set_postfix_str(f"{summary.n_rendered + summary.n_existing} images", refresh=False)
@@ -402,14 +411,17 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
                  split: str | Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
                  workers: int | None = None, shard: str | tuple[int, int] | None = None,
                  format: str = "png", overwrite: bool = False, strict: bool = False,
-                 dry_run: bool = False, progress: bool = False, batch_size: int = BATCH_SIZE) -> RunSummary:
+                 dry_run: bool = False, progress: bool = False, batch_size: int = BATCH_SIZE,
+                 tree: str = "Events", btag_branch: str | None = None, btag_cut: float | None = None
+                 ) -> RunSummary:
     """Render every selected event of ``inputs`` into ``out``; the Python face of ``python -m imgen``.
 
     ``workers=None`` uses all cores, but at most one per 256 kB of input, so
     that a small input is rendered in this process without starting a pool.
     Arguments mirror the command-line options (``--btag-wp`` is ``btag_wp``,
     ``--class`` is ``classes``, cuts go through ``selection``, e.g.
-    ``build_selection("paper", n_jets="2+")``). Returns a :class:`RunSummary`;
+    ``build_selection("paper", n_jets="2+")``; ``tree``, ``btag_branch`` and
+    ``btag_cut`` are for NanoAOD ROOT files, see :mod:`imgen.nanoaod`). Returns a :class:`RunSummary`;
     raises :class:`ImgenError` on bad input. Example::
 
         summary = render_files(["json_files/"], "images", size=64, workers=4)
@@ -418,6 +430,9 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     started = time.perf_counter()
     if format not in FORMATS:
         raise ImgenError(f"format {format!r}: expected one of {', '.join(FORMATS)}")
+    options = ReadOptions(tree, **({"btag_branch": btag_branch} if btag_branch else {}), btag_cut=btag_cut)
+    files = resolve_inputs(inputs, classes)
+    btag_wp = run_btag_wp(files, options, btag_wp)
     config = RenderConfig(style=style, size=size, eta_max=eta_max, objects=objects, btag_wp=btag_wp,
                           pt_scale=tuple(pt_scale))
     selection = selection if isinstance(selection, Selection) else build_selection(selection)
@@ -425,8 +440,7 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     shard = parse_shard(shard)
     if workers is not None and int(workers) < 1:
         raise ImgenError(f"workers {workers}: expected at least 1")
-    files = resolve_inputs(inputs, classes)
-    total_bytes = sum(f.path.stat().st_size for f in files)
+    total_bytes = sum(f.size() for f in files)
     if workers is None:  # all cores, but no pool of processes for a small input
         workers = max(1, min(os.cpu_count() or 1, total_bytes // SMALL_INPUT_PER_WORKER))
     workers = int(workers)
@@ -434,10 +448,15 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     out = Path(out)
     job = Job(config, selection, fractions, int(seed), str(out), format in ("png", "both"),
               format in ("hdf5", "both"), bool(overwrite), bool(dry_run))
+    readers = {f.kind: reader_for(f) for f in files}
+    read = [line for r in readers.values() if (line := r.describe(options))]
     record = {"version": __version__, "render": config.to_dict(), "selection": selection.to_dict(),
-              "split": list(fractions), "seed": int(seed), "format": format, "classes": class_names}
+              "split": list(fractions), "seed": int(seed), "format": format, "classes": class_names,
+              **({"read": read} if read else {})}
     pixels = {"render_version": RENDER_VERSION, **config.to_dict(),
               **{f"selection.{k}": v for k, v in selection.to_dict().items() if not k.startswith("n_")}}
+    for reader in readers.values():
+        pixels.update(reader.pixel_settings(options))
     if not dry_run:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -445,10 +464,10 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
         except OSError as exc:
             raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
     summary = RunSummary(out=out, cut_flow=CutFlow(selection.cut_names()), workers=workers, shard=shard,
-                         dry_run=dry_run)
+                         dry_run=dry_run, read=read)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="imgen", disable=not progress,
                dynamic_ncols=True)
-    run = _Run(job, summary, strict, shard, workers, batch_size, bar)
+    run = _Run(job, summary, strict, shard, workers, batch_size, bar, options)
     ok = False
     try:
         if not dry_run and job.write_png:

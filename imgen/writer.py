@@ -36,13 +36,15 @@ import numpy as np
 
 from imgen.atomic import move_into_place, temp_file_beside, write_atomic
 from imgen.errors import ImgenError
-from imgen.manifest import COLUMNS, MANIFEST_NAME, write_manifest
+from imgen.manifest import COLUMNS, MANIFEST_NAME, RUN_COLUMNS, write_manifest
 
 STAGING = ".imgen-staging"
 CONFIG_NAME = "imgen-config.json"
 HDF5_NAME = "images.h5"
 _TMP_PREFIX = ".tmp-"
 _SHARD_MANIFEST = re.compile(r"manifest-shard-(\d+)-of-(\d+)\.csv\Z")
+#: Columns of the manifest of a rendering run
+SPOOL_COLUMNS = COLUMNS + RUN_COLUMNS
 
 
 def image_relpath(class_name: str, event_id: str) -> str:
@@ -179,8 +181,10 @@ class ManifestSpool:
         self.count = 0
         self._mark_count = 0
 
-    def add(self, path: str, class_name: str, event: str, source: str, split: str) -> None:
-        self._writer.writerow((path, class_name, event, source, split))
+    def add(self, path: str, class_name: str, event: str, source: str, split: str,
+            run: int | None = None, lumi: int | None = None) -> None:
+        self._writer.writerow((path, class_name, event, source, split,
+                               "" if run is None else run, "" if lumi is None else lumi))
         self.count += 1
 
     def mark(self) -> None:
@@ -197,12 +201,12 @@ class ManifestSpool:
         self._handle.flush()
         with open(self._path, newline="", encoding="utf-8") as handle:
             for row in csv.reader(handle):
-                yield dict(zip(COLUMNS, row))
+                yield dict(zip(SPOOL_COLUMNS, row))
 
     def finish(self, name: str = MANIFEST_NAME) -> Path:
         """Write ``out/<name>`` (with :func:`imgen.manifest.write_manifest`), drop the spool."""
         try:
-            return write_manifest(self.out, self.rows(), name=name)
+            return write_manifest(self.out, self.rows(), SPOOL_COLUMNS, name=name)
         finally:
             self.close()
 
@@ -244,7 +248,9 @@ def merge_shard_manifests(out: str | os.PathLike) -> Path:
                     seen.add(row["path"])
                     yield row
 
-    return write_manifest(out, rows())
+    with found[0].open(newline="", encoding="utf-8") as handle:
+        columns = next(csv.reader(handle), None) or list(COLUMNS)
+    return write_manifest(out, rows(), columns)
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ TARGET = ROOT / "docs" / "cli.md"
 #: (title, argv after ``python -m``) for every command and subcommand, in reading order.
 COMMANDS = [
     ("Generate toy events", ["imgen.synth"]),
-    ("Render JSON events", ["imgen"]),
+    ("Render events (JSON or NanoAOD ROOT)", ["imgen"]),
     ("Export HDF5 arrays as PNG", ["imgen", "arrays"]),
     ("Augment the training split", ["augment"]),
     ("Train", ["transfer"]),
