@@ -27,8 +27,10 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from imgen.errors import ImgenError
-from imgen.events import LEPTONS, Event, read_events
+from imgen.errors import BadEventError, ImgenError
+from imgen.events import LEPTONS, Event
+from imgen.inputs import InputFile, file_kind
+from imgen.readers import ReadOptions, reader_for
 from imgen.render import CSV_MEDIUM, OBJECT_KINDS
 from imgen.selection import Selection, build_selection, select_objects
 
@@ -94,8 +96,24 @@ def rendering_settings(imgen_config: Mapping) -> dict:
         built = build_selection("none", **selection)
     except (ImgenError, TypeError) as exc:
         raise ImgenError(f"imgen-config.json: cannot rebuild its selection {selection} ({exc})") from None
+    branch = (imgen_config.get("pixels") or {}).get("nanoaod.btag_branch")
     return {"btag_wp": float(render.get("btag_wp", CSV_MEDIUM)), "eta_max": float(render.get("eta_max", math.inf)),
-            "objects": tuple(render.get("objects", OBJECT_KINDS)), "selection": built}
+            "objects": tuple(render.get("objects", OBJECT_KINDS)), "selection": built,
+            "read_options": ReadOptions(**({"btag_branch": branch} if branch else {}))}
+
+
+def source_events(path: str | os.PathLike, options: ReadOptions | None = None):
+    """Every event of one event file (JSON or NanoAOD ROOT), through the same readers as the rendering."""
+    item = InputFile(class_name="", path=Path(path))
+    if file_kind(item.path) is None:
+        raise ImgenError(f"{path}: not an event file imgen reads (.json, .json.gz, .root)")
+    reader = reader_for(item)
+    with reader.open(item, options or ReadOptions()) as stream:
+        for number, payload in stream:
+            try:
+                yield reader.parse(number, payload, item.location)
+            except BadEventError:  # skipped (and counted) by the rendering too: never in a manifest
+                continue
 
 
 def read_imgen_config(root: str | os.PathLike) -> dict | None:
@@ -139,7 +157,7 @@ def features_of_sources(rows: Iterable[tuple[str, str]], root: str | os.PathLike
         if path is None:
             raise ImgenError(f"{source}: the event file named in {Path(root) / 'manifest.csv'} is not found "
                              f"(looked from the current folder, {root} and {Path(root).parent})")
-        for event in read_events(path):
+        for event in source_events(path, settings.get("read_options")):
             if event.event_id in events:
                 found[(source, event.event_id)] = event_features(
                     select_objects(event, selection), settings["btag_wp"], settings["eta_max"],

@@ -127,3 +127,30 @@ def test_plain_image_folder_gets_a_pixel_baseline_and_says_why(tmp_path):
     assert "imgen-config.json" in result.description
     accuracy = (result.scores["test"].argmax(1) == result.labels["test"]).mean()
     assert accuracy > 0.5  # blobs at different places: the pixels separate them
+
+
+def test_images_rendered_from_nanoaod_get_the_physics_baseline_too(tmp_path):
+    from imgen.nanoaod_write import events_of_json, write_nanoaod
+    from imgen.synth import generate_events
+
+    for name in ("TTjets", "Wjets"):
+        (tmp_path / "root").mkdir(exist_ok=True)
+        write_nanoaod(tmp_path / "root" / f"{name}.root", events_of_json(generate_events(name, 25, seed=4)))
+    render_files([tmp_path / "root"], tmp_path / "images", size=16, workers=1, seed=2, btag_branch="Jet_btagCSVV2")
+    with open_data(TrainConfig(data=str(tmp_path / "images"), backbone="smallcnn")) as source:
+        view = source.view()
+        result = run_baseline(view, seed=0)
+        assert result.description.startswith("physics objects")
+        rows = [(view.images.sources[i], view.images.events[i]) for i in view.splits["test"]]
+    from imgen.features import read_imgen_config, rendering_settings
+
+    settings = rendering_settings(read_imgen_config(tmp_path / "images"))
+    again = features_of_sources(rows, tmp_path / "images", settings)
+    direct = []
+    for source, number in rows:
+        name = source.rsplit("/", 1)[-1].removesuffix(".root")
+        raw = dict(generate_events(name, 25, seed=4))[number]
+        direct.append(_direct_features(raw))
+    for values, expected in zip(again, direct):
+        assert values[FEATURE_NAMES.index("n_jets")] == expected["n_jets"]
+        assert values[FEATURE_NAMES.index("met")] == pytest.approx(expected["met"], rel=1e-6)
