@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the team's real fixtures and a generated sample."""
+"""Test fixtures: the real CMS sample shipped in ``tests/data`` (see its README) and helpers."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+#: Real data shipped with the repository, so a fresh clone tests itself (origins in tests/data/README.md).
+TEST_DATA = Path(__file__).resolve().parent / "data"
+CMS_SHORT_JSON = TEST_DATA / "cms_json" / "short.json"
 
 # Keep TensorFlow quiet and single-threaded enough to share 2 cores with xdist.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -16,16 +18,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """``../shared/fixtures`` beside the checkout (CI lays it there)."""
-    assert SHARED_FIXTURES.is_dir(), f"expected the shared fixtures at {SHARED_FIXTURES}"
-    return SHARED_FIXTURES
-
-
-@pytest.fixture(scope="session")
-def cms_short_json(shared_fixtures: Path) -> Path:
-    """A real CMS open-data JSON file with four events (no met_phi)."""
-    return shared_fixtures / "cms_json" / "short.json"
+def cms_short_json() -> Path:
+    """A real CMS open-data JSON file with four events (no met_phi), from ``tests/data``."""
+    assert CMS_SHORT_JSON.is_file(), f"expected the bundled sample at {CMS_SHORT_JSON}"
+    return CMS_SHORT_JSON
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from imgen.__main__ import build_parser, main
 from imgen.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
-SHORT = FIXTURES / "cms_json" / "short.json"
+from tests.conftest import CMS_SHORT_JSON as SHORT
 
 
 def run(*args):

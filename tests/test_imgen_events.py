@@ -10,8 +10,7 @@ import pytest
 from imgen.errors import BadEventError, ImgenError
 from imgen.events import _TolerantReader, iter_raw_events, parse_event, read_events
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-SHORT = FIXTURES / "cms_json" / "short.json"
+from tests.conftest import CMS_SHORT_JSON as SHORT
 
 
 def jet(pt=50.0, eta=0.5, phi=1.0, csv=-100.0, tight=True):

@@ -15,8 +15,7 @@ from imgen.selection import build_selection
 from imgen.events import parse_event
 from imgen.writer import STAGING, merge_shard_manifests
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-SHORT = FIXTURES / "cms_json" / "short.json"
+from tests.conftest import CMS_SHORT_JSON as SHORT
 SIZE = 32
 pytestmark = pytest.mark.slow  # end-to-end runs (about a second in all)
 

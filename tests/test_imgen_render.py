@@ -10,8 +10,7 @@ from imgen.events import Event, PhysicsObject, read_events
 from imgen.render import (RenderConfig, decode_png, encode_png, parse_objects, pixel_value, render_event,
                           render_png)
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-SHORT = FIXTURES / "cms_json" / "short.json"
+from tests.conftest import CMS_SHORT_JSON as SHORT
 SIZE = 48
 
 
