@@ -37,10 +37,15 @@ images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on to
 
 output and resume:
   OUT/manifest.csv lists every image of the run (path, class, event, source,
-  split). Writes are atomic; a run that stops resumes where it left off
-  (existing images are kept, --overwrite re-renders). OUT/imgen-config.json
-  records the settings; a run with settings that change pixels is refused in
-  an OUT rendered otherwise, unless --overwrite. A bad event (non-numeric,
+  split). Writes are atomic; a run that stops resumes where it left off:
+  an existing image is kept only when it records (inside the PNG) the same
+  source file, event and settings; one of another input stops the run,
+  naming both, unless --overwrite, which re-renders and removes the images of
+  earlier runs that the inputs no longer give. OUT/imgen-config.json records
+  the settings and what the last run left out (objects outside --eta-max,
+  duplicate event numbers and the files that repeat them); a run with
+  settings that change pixels is refused in an OUT rendered otherwise, unless
+  --overwrite. One run at a time per OUT (OUT/.imgen.lock). A bad event (non-numeric,
   NaN/infinite or negative value, missing pt/eta/phi) is skipped and counted
   (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON) stops
   the run with an error naming it: its images are discarded, the files before
@@ -52,6 +57,8 @@ batch farms:
   OUT/manifest-shard-I-of-N.csv (and images-shard-I-of-N.h5); after all
   shards ran into the same OUT (or were copied together), join the
   manifests with:  python -m imgen --merge-shards OUT
+  (each shard manifest is checked first: complete, every row's image present,
+  every image of the shard listed).
 
 examples:
   python -m imgen json_files/
