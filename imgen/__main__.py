@@ -44,8 +44,8 @@ output and resume:
   earlier runs that the inputs no longer give. OUT/imgen-config.json records
   the settings and what the last run left out (objects outside --eta-max,
   duplicate event numbers and the files that repeat them); a run with
-  settings that change pixels is refused in an OUT rendered otherwise, unless
-  --overwrite. One run at a time per OUT (OUT/.imgen.lock). A bad event (non-numeric,
+  settings that change pixels is refused in an OUT rendered otherwise
+  (unless --overwrite). One run at a time per OUT (OUT/.imgen.lock). A bad event (non-numeric,
   NaN/infinite or negative value, missing pt/eta/phi) is skipped and counted
   (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON) stops
   the run with an error naming it: its images are discarded, the files before
@@ -164,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     from imgen import pipeline, selection, writer
+    from imgen.cli_guard import run_command
 
-    try:
+    def run() -> int:
         if args.merge_shards:
             if args.inputs:
                 parser.error("--merge-shards takes no INPUT")
@@ -185,14 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed, workers=args.workers, shard=args.shard, format=args.format,
             overwrite=args.overwrite, strict=args.strict, dry_run=args.dry_run,
             progress=not args.no_progress and sys.stderr.isatty())
-    except ImgenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run again with the same command to resume", file=sys.stderr)
-        return 130
-    print(summary.format())
-    return 0
+        print(summary.format())
+        return 0
+
+    return run_command(run, (ImgenError,), folder=args.merge_shards or args.out)
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:

@@ -29,6 +29,8 @@ import multiprocessing
 import os
 import time
 from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -40,13 +42,15 @@ from imgen._version import __version__
 from imgen.errors import BadEventError, ImgenError
 from imgen.events import iter_raw_events, open_json, parse_event
 from imgen.inputs import InputFile, resolve_inputs
+from imgen.cli_guard import is_disk_full
 from imgen.lock import output_lock
 from imgen.provenance import describe, provenance, read_provenance, with_provenance
 from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, drawn_objects, encode_png, render_event
 from imgen.selection import CutFlow, Selection, build_selection, event_cuts_passed, select_objects
 from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_shard, assign_split, parse_fractions, parse_shard
 from imgen.writer import (Hdf5Writer, ManifestSpool, Staging, check_and_write_config, compress_image,
-                          fingerprint, hdf5_name, image_relpath, manifest_name, remove_unlisted_images,
+                          fingerprint, hdf5_name, image_relpath, manifest_name, remove_leftovers,
+                          remove_unlisted_images,
                           write_run_counts, write_staged)
 
 log = logging.getLogger(__name__)
@@ -284,6 +288,10 @@ _JOB: Job | None = None
 def _init_worker(job: Job) -> None:
     global _JOB
     _JOB = job
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stopped run ends its workers without a word
     try:
         import cv2
 
@@ -342,7 +350,10 @@ class _Run:
         self.bar = bar
         self.seen = _SeenEvents()
         self.sources: list[str] = []   # input files in reading order, for naming duplicate events' files
-        self.pool = (multiprocessing.Pool(workers, _init_worker, (job,)) if workers > 1 else None)
+        # concurrent.futures, not multiprocessing.Pool: a Pool stopped by Ctrl-C or SIGTERM can hang on a
+        # queue lock its killed workers held; the executor treats killed workers as a broken pool and returns.
+        self.pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_init_worker, initargs=(job,)) if workers > 1 else None)
         self.max_pending = 2 * workers + 2
         self.spool: ManifestSpool | None = None
         self.h5: Hdf5Writer | None = None
@@ -396,7 +407,7 @@ class _Run:
                 self.bar.update(reader.position() - done_bytes)
         except ImgenError:
             for task in pending:  # let in-flight batches finish before deleting what they write
-                task.wait()
+                futures_wait([task])
             if staging:
                 staging.discard()
             for writer in (self.spool, self.h5):
@@ -413,7 +424,7 @@ class _Run:
         if self.pool is None:
             self._collect(task[0], task[1], process_batch(self.job, *task))
             return
-        pending.append(self.pool.apply_async(_work, (task,)))
+        pending.append(self.pool.submit(_work, task))
         while len(pending) > self.max_pending:
             self._collect(task[0], task[1], pending.popleft())
 
@@ -428,8 +439,10 @@ class _Run:
     def _collect(self, source: str, class_name: str, result: BatchResult | Any) -> None:
         if not isinstance(result, BatchResult):
             try:
-                result = result.get()
-            except OSError as exc:  # e.g. disk full, permission denied, in a worker
+                result = result.result()
+            except OSError as exc:  # e.g. permission denied, in a worker
+                if is_disk_full(exc):
+                    raise  # reported by the command as a full disk, naming the folder
                 raise ImgenError(f"{source}: cannot write its images: {exc}") from None
         summary = self.summary
         for reason, message in result.bad:
@@ -451,11 +464,10 @@ class _Run:
 
     def close(self, ok: bool) -> None:
         if self.pool is not None:
-            if ok:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            if not ok:  # stopped (error, Ctrl-C, SIGTERM): end the workers now, not after their batches
+                for child in multiprocessing.active_children():
+                    child.kill()
+            self.pool.shutdown(wait=True, cancel_futures=not ok)
 
 
 def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLike = "images", *,
@@ -513,6 +525,9 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     except OSError as exc:
         raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
     with output_lock(out):
+        removed = remove_leftovers(out)  # of runs that were killed: no other run can be writing now
+        if removed:
+            log.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
         try:
             check_and_write_config(out, record, pixels, overwrite)
         except OSError as exc:

@@ -219,6 +219,22 @@ class ManifestSpool:
         Path(self._path).unlink(missing_ok=True)
 
 
+def remove_leftovers(out: str | os.PathLike) -> int:
+    """Delete the temporary files (``.tmp-*``: spooled manifests, HDF5, config) a killed run left in ``out``.
+
+    Call it holding the output lock (:mod:`imgen.lock`), so that no live run owns them.
+    """
+    removed = 0
+    for path in Path(out).glob(_TMP_PREFIX + "*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    for path in Path(out).glob(".manifest-*.csv"):   # write_manifest's temporary name
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def remove_unlisted_images(out: str | os.PathLike, manifest: str | os.PathLike) -> int:
     """Delete class-folder PNGs that imgen rendered but ``manifest`` does not list; returns how many.
 
@@ -391,8 +407,14 @@ class Hdf5Writer:
         return move_into_place(self._tmp, self.path)
 
     def abort(self) -> None:
+        """Drop the unfinished file. Closing may fail (a full disk): the error that stopped
+        the run is the one to report, and the temporary file goes either way."""
         try:
+            self._columns.clear()
+            self._x = None
             self._file.close()
+        except Exception:  # noqa: BLE001 - HDF5 cannot flush what the disk refused
+            pass
         finally:
             self._tmp.unlink(missing_ok=True)
 

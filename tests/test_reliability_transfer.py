@@ -40,6 +40,9 @@ def per_class(work) -> dict:
 @pytest.fixture(scope="module")
 def arrays_run(work, per_class) -> Path:
     out = work / "run"
+    killed = work / ".run.partial-k9x1"                     # what kill -9 of an earlier run leaves
+    killed.mkdir()
+    (killed / "history.csv").write_text("epoch\n")
     assert main(["--data", *(f"{c}={p}" for c, p in per_class.items()), "--x-key", "X", "--backbone", "mlp",
                  *FAST, "--out", str(out)]) == 0
     return out
@@ -61,6 +64,11 @@ def _regridded(source: Path, target: Path, rows: int, cols: int) -> Path:
         dset = handle.create_dataset("X", data=x)
         dset.attrs.update(attrs)
     return target
+
+
+def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next(arrays_run, work):
+    assert (arrays_run / "model.keras").is_file()
+    assert list(work.glob(".run.partial-*")) == []
 
 
 # --- predict on another grid -------------------------------------------------------------------------

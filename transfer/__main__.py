@@ -391,11 +391,20 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = COMMANDS.get(argv[0]) if argv else None
-    try:
-        return command(argv[1:]) if command else _train(argv)
-    except TransferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from imgen.cli_guard import run_command
+
+    return run_command(lambda: command(argv[1:]) if command else _train(argv), (TransferError,),
+                       folder=_out_given(argv))
+
+
+def _out_given(argv: list[str]) -> str | None:
+    """The ``--out`` of ``argv`` (named when a full disk is reported without a file name)."""
+    for i, arg in enumerate(argv):
+        if arg == "--out" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--out="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 if __name__ == "__main__":
