@@ -79,15 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
+    from imgen.cli_guard import run_command
+
+    def run() -> int:
         summary = augment_dataset(
             args.input, args.out, preset=args.preset, ops=args.ops, per_class=args.per_class,
             factor=args.factor, seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
-    except AugmentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(summary.format())
-    return 0
+        print(summary.format())
+        return 0
+
+    return run_command(run, (AugmentError,), folder=args.out or args.input)
 
 
 if __name__ == "__main__":

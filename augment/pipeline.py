@@ -42,6 +42,8 @@ from tqdm import tqdm
 
 from imgen._version import __version__
 from imgen.atomic import staged_folder
+from imgen.errors import ImgenError
+from imgen.image_files import check_images
 from imgen.manifest import (AUGMENTED_FROM, COLUMNS, MANIFEST_NAME, ManifestError,
                             read_manifest, write_manifest)
 
@@ -401,10 +403,6 @@ def _read_rows(input_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
     seen: dict[str, int] = {}
     for number, row in enumerate(rows, start=2):
         where = f"{manifest}, line {number}"
-        path = PurePosixPath(row["path"])
-        if path.is_absolute() or ".." in path.parts or "\\" in row["path"] or not row["path"]:
-            raise AugmentError(f"{where}: path {row['path']!r} must be relative to the dataset "
-                               "folder, with forward slashes and no '..'")
         if row["path"] in seen:
             raise AugmentError(f"{where}: image {row['path']} is listed twice (also line {seen[row['path']]})")
         seen[row["path"]] = number
@@ -516,6 +514,10 @@ def augment_dataset(
     train_paths = [row["path"] for class_rows in train.values() for row in class_rows]
     for path in tqdm(train_paths, desc="checking", unit="img", disable=not progress, leave=False):
         _load_image(input_dir / path)
+    try:  # every image copied, validation and test too, by the rule transfer reads them with
+        check_images([input_dir / row["path"] for row in rows])
+    except ImgenError as error:
+        raise AugmentError(f"{input_dir / MANIFEST_NAME}: {error}") from None
     targets = {name: _target(len(class_rows), per_class, factor) for name, class_rows in train.items()}
     plan = _plan(train, targets, {row["path"] for row in rows})
     by_path = {row["path"]: row for row in rows}

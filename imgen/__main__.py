@@ -47,10 +47,15 @@ images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on to
 
 output and resume:
   OUT/manifest.csv lists every image of the run (path, class, event, source,
-  split, run, lumi). Writes are atomic; a run that stops resumes where it left off
-  (existing images are kept, --overwrite re-renders). OUT/imgen-config.json
-  records the settings; a run with settings that change pixels is refused in
-  an OUT rendered otherwise, unless --overwrite. A bad event (non-numeric,
+  split, run, lumi). Writes are atomic; a run that stops resumes where it left off:
+  an existing image is kept only when it records (inside the PNG) the same
+  source file, event and settings; one of another input stops the run,
+  naming both, unless --overwrite, which re-renders and removes the images of
+  earlier runs that the inputs no longer give. OUT/imgen-config.json records
+  the settings and what the last run left out (objects outside --eta-max,
+  duplicate event numbers and the files that repeat them); a run with
+  settings that change pixels is refused in an OUT rendered otherwise
+  (unless --overwrite). One run at a time per OUT (OUT/.imgen.lock). A bad event (non-numeric,
   NaN/infinite or negative value, missing pt/eta/phi) is skipped and counted
   (--strict: fatal). A bad file (empty, no "Event" key, malformed JSON; not
   ROOT, truncated, empty tree, missing branch) stops the run with an error
@@ -63,6 +68,8 @@ batch farms:
   OUT/manifest-shard-I-of-N.csv (and images-shard-I-of-N.h5); after all
   shards ran into the same OUT (or were copied together), join the
   manifests with:  python -m imgen --merge-shards OUT
+  (each shard manifest is checked first: complete, every row's image present,
+  every image of the shard listed).
 
 examples:
   python -m imgen json_files/
@@ -188,8 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     from imgen import pipeline, selection, writer
+    from imgen.cli_guard import run_command
 
-    try:
+    def run() -> int:
         if args.merge_shards:
             if args.inputs:
                 parser.error("--merge-shards takes no INPUT")
@@ -210,14 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite, strict=args.strict, dry_run=args.dry_run, tree=args.tree,
             btag_branch=args.btag_branch, btag_cut=args.btag_cut,
             progress=not args.no_progress and sys.stderr.isatty())
-    except ImgenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run again with the same command to resume", file=sys.stderr)
-        return 130
-    print(summary.format())
-    return 0
+        print(summary.format())
+        return 0
+
+    return run_command(run, (ImgenError,), folder=args.merge_shards or args.out)
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:

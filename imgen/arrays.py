@@ -548,6 +548,7 @@ class ArrayDataset:
     def config(self) -> dict:
         """What ``predict`` needs to read new files the same way (plain JSON types)."""
         return {**self.source.to_dict(), "grid": list(self.grid),
+                "layer_grids": {k: list(s[:2]) for k, s in self.layer_shapes.items()},
                 "channel_names": list(self.channel_names)}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
 from imgen.atomic import atomic_file
@@ -36,8 +36,21 @@ def manifest_path(root: str | os.PathLike) -> Path:
     return Path(root) / MANIFEST_NAME
 
 
+def path_problem(path: str) -> str | None:
+    """Why a manifest ``path`` is refused (absolute, ``..``, backslashes, empty), or None if it is fine.
+
+    The one rule for every reader (``augment``, ``transfer``): an image of a
+    dataset lies inside the dataset folder, so a manifest can never make a
+    reader open (or a writer copy) a file elsewhere.
+    """
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or (len(path) > 1 and path[1] == ":"):
+        return (f"path {path!r} must be relative to the dataset folder, with forward slashes and no '..'")
+    return None
+
+
 def read_manifest(root: str | os.PathLike, check_files: bool = True) -> list[dict[str, str]]:
-    """Rows of ``root/manifest.csv`` as dicts; errors name the file and row."""
+    """Rows of ``root/manifest.csv`` as dicts; errors name the file and row (paths: :func:`path_problem`)."""
     path = manifest_path(root)
     if not path.is_file():
         raise ManifestError(f"{path}: no manifest (expected a folder written by `python -m imgen`)")
@@ -48,6 +61,9 @@ def read_manifest(root: str | os.PathLike, check_files: bool = True) -> list[dic
             raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; has {reader.fieldnames}")
         rows = list(reader)
     for number, row in enumerate(rows, start=2):
+        problem = path_problem(row["path"] or "")
+        if problem:
+            raise ManifestError(f"{path}, line {number}: {problem}")
         if row["split"] not in SPLITS:
             raise ManifestError(f"{path}, line {number}: split {row['split']!r} is not one of {SPLITS}")
         if check_files and not (Path(root) / row["path"]).is_file():

@@ -30,6 +30,8 @@ import multiprocessing
 import os
 import time
 from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -41,12 +43,17 @@ from imgen._version import __version__
 from imgen.errors import BadEventError, ImgenError
 from imgen.events import parse_event
 from imgen.inputs import InputFile, resolve_inputs
+from imgen.cli_guard import is_disk_full
+from imgen.lock import output_lock
+from imgen.provenance import describe, provenance, read_provenance, with_provenance
 from imgen.readers import ReadOptions, reader_for, run_btag_wp
-from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, encode_png, render_event
+from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, drawn_objects, encode_png, render_event
 from imgen.selection import CutFlow, Selection, build_selection, event_cuts_passed, select_objects
 from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_shard, assign_split, parse_fractions, parse_shard
 from imgen.writer import (Hdf5Writer, ManifestSpool, Staging, check_and_write_config, compress_image,
-                          hdf5_name, image_relpath, manifest_name, write_staged)
+                          fingerprint, hdf5_name, image_relpath, manifest_name, remove_leftovers,
+                          remove_unlisted_images,
+                          write_run_counts, write_staged)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,11 @@ class RunSummary:
     phi_from_momentum: int = 0
     #: what the readers read (e.g. the NanoAOD tree and branches)
     read: list[str] = field(default_factory=list)
+    outside_eta_objects: int = 0                                  # drawn kinds beyond --eta-max: not drawn
+    outside_eta_events: int = 0                                   # selected events holding such objects (kept)
+    eta_max: float = 3.0
+    duplicates: Counter = field(default_factory=Counter)          # (class, first file, repeating file) -> n
+    removed_stale: int = 0                                        # earlier runs' images these inputs do not give
     seconds: float = 0.0
     workers: int = 1
     shard: tuple[int, int] | None = None
@@ -120,11 +132,20 @@ class RunSummary:
             "rendered": {k: dict(v) for k, v in self.rendered.items()},
             "existing": {k: dict(v) for k, v in self.existing.items()},
             "missing_met_phi": self.missing_met_phi, "phi_from_momentum": self.phi_from_momentum,
+            **self.counts(),
             "seconds": self.seconds, "events_per_second": self.rate, "workers": self.workers,
             "files": [{"source": s, "class": c, "events": n} for s, c, n in self.files], "read": self.read,
             "manifest": str(self.manifest) if self.manifest else None,
             "hdf5": str(self.hdf5) if self.hdf5 else None,
         }
+
+    def counts(self) -> dict[str, Any]:
+        """What was left out and why, also recorded in imgen-config.json (``last_run``)."""
+        return {"outside_eta": {"eta_max": self.eta_max, "objects": self.outside_eta_objects,
+                                "events": self.outside_eta_events, "events_kept": True},
+                "duplicate_events": [{"class": c, "first_read_from": a, "repeated_in": b, "events": n}
+                                     for (c, a, b), n in sorted(self.duplicates.items())],
+                "removed_stale_images": self.removed_stale}
 
     def format(self) -> str:
         lines = [f"read {self.events_read} events from {len(self.files)} file(s) in {self.seconds:.2f} s "
@@ -136,8 +157,13 @@ class RunSummary:
             lines.append(f"skipped {self.skipped} bad event(s):")
             lines += [f"  {reason}: {n}" for reason, n in self.bad.most_common()]
             lines += [f"    e.g. {example}" for example in self.bad_examples]
+        for (name, first, again), n in sorted(self.duplicates.items()):
+            lines.append(f"  duplicate event numbers in class {name}: {again} repeats {n} of {first} "
+                         "(skipped; the first one read is kept)")
         lines.append("cut flow (events):")
         lines.append(self.cut_flow.format())
+        lines.append(f"objects outside |eta| < {self.eta_max:g} (not drawn; their events are kept): "
+                     f"{self.outside_eta_objects} in {self.outside_eta_events} event(s)")
         images = self.images
         total = sum(sum(c.values()) for c in images.values())
         if self.dry_run:
@@ -155,6 +181,9 @@ class RunSummary:
         lines.append(f"events without met_phi (MET not drawn): {self.missing_met_phi}")
         if self.phi_from_momentum:
             lines.append(f"leptons with phi 0.0 or missing, phi taken from atan2(py, px): {self.phi_from_momentum}")
+        if self.removed_stale:
+            lines.append(f"removed {self.removed_stale} image(s) of an earlier run that these inputs do not give "
+                         "(the manifest lists exactly the images on disk)")
         for label, path in (("manifest", self.manifest), ("hdf5", self.hdf5)):
             if path:
                 lines.append(f"wrote {label}: {path}")
@@ -178,6 +207,7 @@ class Job:
     write_hdf5: bool
     overwrite: bool
     dry_run: bool
+    fingerprint: str = ""          # of the settings that decide pixels, recorded in every PNG
 
 
 @dataclass
@@ -187,6 +217,8 @@ class BatchResult:
     rows: list[tuple] = field(default_factory=list)  # (event, split, status, h5 chunk, run, lumi)
     missing_met_phi: int = 0
     phi_from_momentum: int = 0
+    outside_eta_objects: int = 0
+    outside_eta_events: int = 0
 
 
 def process_batch(job: Job, source: str, class_name: str, staging: str | None,
@@ -212,6 +244,10 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
             continue
         result.missing_met_phi += selected.met_phi is None
         result.phi_from_momentum += event.phi_from_momentum
+        outside = sum(1 for o in drawn_objects(selected, job.render)
+                      if o.kind != "met" and abs(o.eta) > job.render.eta_max)
+        result.outside_eta_objects += outside
+        result.outside_eta_events += outside > 0
         split = assign_split(event_id, class_name, job.seed, job.fractions)
         status, chunk, image = "selected", None, None
         if not job.dry_run:
@@ -219,15 +255,38 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
             if job.write_png:
                 name = f"{class_name}_{event_id}.png"
                 staged = os.path.join(staging, name)
-                if not job.overwrite and (os.path.exists(os.path.join(final_dir, name)) or os.path.exists(staged)):
+                record = provenance(source, event_id, job.fingerprint)
+                if not job.overwrite and _reusable(os.path.join(final_dir, name), staged, record):
                     status = "existing"
                 else:
                     image = render_event(selected, job.render)
-                    write_staged(staged, encode_png(image))
+                    write_staged(staged, with_provenance(encode_png(image), record))
             if job.write_hdf5:
                 chunk = compress_image(image if image is not None else render_event(selected, job.render))
         result.rows.append((event_id, split, status, chunk, event.run, event.lumi))
     return result
+
+
+def _reusable(final: str, staged: str, record: dict) -> bool:
+    """Whether an image already there is the one this event would give (resume).
+
+    Only an image whose recorded source, event and settings match is reused.
+    A staged one that does not match (left by a killed run) is rendered again;
+    a final one that does not match belongs to another input: stop, naming both.
+    """
+    for path in (staged, final):
+        if not os.path.exists(path):
+            continue
+        found = read_provenance(path)
+        if found == record:
+            return True
+        if path == staged:
+            os.unlink(staged)
+            continue
+        raise ImgenError(f"{final}: holds the image of {describe(found)}, but this run renders "
+                         f"{record['source']} event {record['event']} under that name; use --overwrite to "
+                         "replace it, or another --out")
+    return False
 
 
 _JOB: Job | None = None
@@ -236,6 +295,10 @@ _JOB: Job | None = None
 def _init_worker(job: Job) -> None:
     global _JOB
     _JOB = job
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a stopped run ends its workers without a word
     try:
         import cv2
 
@@ -254,30 +317,34 @@ def _work(task: tuple[str, str, str | None, list]) -> BatchResult:
 # --------------------------------------------------------------------------
 
 class _SeenEvents:
-    """(class, event) pairs seen in this run, ~8 bytes each: a sorted int64
-    array plus a small set, merged now and then (64-bit hashes; a collision
+    """(class, event) pairs seen in this run and the file each was first read
+    from, ~12 bytes each: a sorted int64 array (with the file numbers beside
+    it) plus a small dict, merged now and then (64-bit hashes; a collision
     between two of even 10^8 events is a 1-in-3000 chance)."""
 
     def __init__(self, buffer: int = 1 << 17):
-        self._recent: set[int] = set()
+        self._recent: dict[int, int] = {}
         self._sorted = np.empty(0, np.int64)
+        self._files = np.empty(0, np.int32)
         self._buffer = buffer
 
-    def add(self, class_name: str, event_id: str) -> bool:
-        """True if new."""
+    def add(self, class_name: str, event_id: str, file_number: int = 0) -> int | None:
+        """None if new, else the number of the file it was first read from."""
         key = hash((class_name, event_id))
         if key in self._recent:
-            return False
+            return self._recent[key]
         if self._sorted.size:
             i = int(np.searchsorted(self._sorted, key))
             if i < self._sorted.size and self._sorted[i] == key:
-                return False
-        self._recent.add(key)
+                return int(self._files[i])
+        self._recent[key] = file_number
         if len(self._recent) >= self._buffer:
-            merged = np.concatenate([self._sorted, np.fromiter(self._recent, np.int64, len(self._recent))])
-            self._sorted = np.sort(merged, kind="stable")
+            keys = np.concatenate([self._sorted, np.fromiter(self._recent.keys(), np.int64, len(self._recent))])
+            files = np.concatenate([self._files, np.fromiter(self._recent.values(), np.int32, len(self._recent))])
+            order = np.argsort(keys, kind="stable")
+            self._sorted, self._files = keys[order], files[order]
             self._recent.clear()
-        return True
+        return None
 
 
 class _Run:
@@ -290,7 +357,11 @@ class _Run:
         self.batch_size = batch_size
         self.bar = bar
         self.seen = _SeenEvents()
-        self.pool = (multiprocessing.Pool(workers, _init_worker, (job,)) if workers > 1 else None)
+        self.sources: list[str] = []   # input files in reading order, for naming duplicate events' files
+        # concurrent.futures, not multiprocessing.Pool: a Pool stopped by Ctrl-C or SIGTERM can hang on a
+        # queue lock its killed workers held; the executor treats killed workers as a broken pool and returns.
+        self.pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                         initializer=_init_worker, initargs=(job,)) if workers > 1 else None)
         self.max_pending = 2 * workers + 2
         self.spool: ManifestSpool | None = None
         self.h5: Hdf5Writer | None = None
@@ -313,6 +384,7 @@ class _Run:
         for writer in (self.spool, self.h5):
             if writer:
                 writer.mark()
+        self.sources.append(source)
         pending: deque = deque()
         read = 0
         done_bytes = 0
@@ -324,10 +396,12 @@ class _Run:
                     if self.shard and assign_shard(event_id, class_name, self.shard[1]) != self.shard[0]:
                         summary.other_shards += 1
                         continue
-                    if not self.seen.add(class_name, event_id):
+                    first = self.seen.add(class_name, event_id, len(self.sources) - 1)
+                    if first is not None:
+                        self.summary.duplicates[(class_name, self.sources[first], source)] += 1
                         self._bad("duplicate event number",
                                   f"{source}: event {event_id}: duplicate event number in class {class_name} "
-                                  f"(already read in this run; its image would be overwritten)")
+                                  f"(already read from {self.sources[first]}; its image would be overwritten)")
                         continue
                     batch.append((event_id, raw))
                     if len(batch) >= self.batch_size:
@@ -342,7 +416,7 @@ class _Run:
                 self.bar.update(reader.position() - done_bytes)
         except ImgenError:
             for task in pending:  # let in-flight batches finish before deleting what they write
-                task.wait()
+                futures_wait([task])
             if staging:
                 staging.discard()
             for writer in (self.spool, self.h5):
@@ -359,7 +433,7 @@ class _Run:
         if self.pool is None:
             self._collect(task[0], task[1], process_batch(self.job, *task))
             return
-        pending.append(self.pool.apply_async(_work, (task,)))
+        pending.append(self.pool.submit(_work, task))
         while len(pending) > self.max_pending:
             self._collect(task[0], task[1], pending.popleft())
 
@@ -374,8 +448,10 @@ class _Run:
     def _collect(self, source: str, class_name: str, result: BatchResult | Any) -> None:
         if not isinstance(result, BatchResult):
             try:
-                result = result.get()
-            except OSError as exc:  # e.g. disk full, permission denied, in a worker
+                result = result.result()
+            except OSError as exc:  # e.g. permission denied, in a worker
+                if is_disk_full(exc):
+                    raise  # reported by the command as a full disk, naming the folder
                 raise ImgenError(f"{source}: cannot write its images: {exc}") from None
         summary = self.summary
         for reason, message in result.bad:
@@ -383,6 +459,8 @@ class _Run:
         summary.cut_flow.merge(result.flow)
         summary.missing_met_phi += result.missing_met_phi
         summary.phi_from_momentum += result.phi_from_momentum
+        summary.outside_eta_objects += result.outside_eta_objects
+        summary.outside_eta_events += result.outside_eta_events
         for event_id, split, status, chunk, run, lumi in result.rows:
             path = image_relpath(class_name, event_id)
             target = summary.existing if status == "existing" else summary.rendered
@@ -395,11 +473,10 @@ class _Run:
 
     def close(self, ok: bool) -> None:
         if self.pool is not None:
-            if ok:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            if not ok:  # stopped (error, Ctrl-C, SIGTERM): end the workers now, not after their batches
+                for child in multiprocessing.active_children():
+                    child.kill()
+            self.pool.shutdown(wait=True, cancel_futures=not ok)
 
 
 def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLike = "images", *,
@@ -446,8 +523,6 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     workers = int(workers)
     class_names = sorted({f.class_name for f in files})
     out = Path(out)
-    job = Job(config, selection, fractions, int(seed), str(out), format in ("png", "both"),
-              format in ("hdf5", "both"), bool(overwrite), bool(dry_run))
     readers = {f.kind: reader_for(f) for f in files}
     read = [line for r in readers.values() if (line := r.describe(options))]
     record = {"version": __version__, "render": config.to_dict(), "selection": selection.to_dict(),
@@ -457,14 +532,38 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
               **{f"selection.{k}": v for k, v in selection.to_dict().items() if not k.startswith("n_")}}
     for reader in readers.values():
         pixels.update(reader.pixel_settings(options))
-    if not dry_run:
+    job = Job(config, selection, fractions, int(seed), str(out), format in ("png", "both"),
+              format in ("hdf5", "both"), bool(overwrite), bool(dry_run), fingerprint(pixels))
+    summary = RunSummary(out=out, cut_flow=CutFlow(selection.cut_names()), workers=workers, shard=shard,
+                         dry_run=dry_run, eta_max=config.eta_max, read=read)
+    if dry_run:
+        return _render(job, summary, files, strict, shard, workers, batch_size, progress, total_bytes,
+                       class_names, record, started, options)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
+    with output_lock(out):
+        removed = remove_leftovers(out)  # of runs that were killed: no other run can be writing now
+        if removed:
+            log.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
         try:
-            out.mkdir(parents=True, exist_ok=True)
             check_and_write_config(out, record, pixels, overwrite)
         except OSError as exc:
             raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
-    summary = RunSummary(out=out, cut_flow=CutFlow(selection.cut_names()), workers=workers, shard=shard,
-                         dry_run=dry_run, read=read)
+        _render(job, summary, files, strict, shard, workers, batch_size, progress, total_bytes, class_names,
+                record, started, options)
+        if summary.manifest is not None and shard is None:
+            summary.removed_stale = remove_unlisted_images(out, summary.manifest)
+        write_run_counts(out, summary.counts())
+    return summary
+
+
+def _render(job: Job, summary: RunSummary, files, strict, shard, workers, batch_size, progress, total_bytes,
+            class_names, record, started, options: ReadOptions = ReadOptions()) -> RunSummary:
+    """Read every file and write (or, dry run, only count) its images; fills ``summary``."""
+    out, config = Path(job.out), job.render
+    dry_run = job.dry_run
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="imgen", disable=not progress,
                dynamic_ncols=True)
     run = _Run(job, summary, strict, shard, workers, batch_size, bar, options)

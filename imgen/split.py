@@ -14,6 +14,8 @@ from imgen.errors import ImgenError
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+#: Most shards a run may be cut into (a batch farm of 100,000 jobs is already far beyond use).
+MAX_SHARDS = 100_000
 
 
 def _unit(person: bytes, *parts: object) -> float:
@@ -61,6 +63,9 @@ def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
         raise ImgenError(f"--shard {spec!r}: expected I/N with 0 <= I < N, e.g. 0/4") from None
     if count < 1 or not 0 <= index < count:
         raise ImgenError(f"--shard {spec!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    if count > MAX_SHARDS:
+        raise ImgenError(f"--shard {spec!r}: {count} shards is more than the {MAX_SHARDS:,} allowed (each shard "
+                         "writes its own manifest); use fewer, larger shards")
     return index, count
 
 

@@ -12,10 +12,13 @@ Promises, and how they are kept:
   file that turns out malformed half-way has its staging folder deleted; a
   run that is killed leaves it for the next run to reuse (resume).
 * Resume: an image that already exists (in place or staged) is not rendered
-  again, unless ``overwrite``. Existing images match because the run
-  configuration that decides pixels (``imgen-config.json``, its
-  ``fingerprint``) must be the same as the one they were rendered with; a run
-  with a different one is refused unless it overwrites.
+  again, unless ``overwrite``, when the record inside it
+  (:mod:`imgen.provenance`: source file, event, settings fingerprint) is the
+  one of the event being rendered; otherwise a staged image is rendered again
+  and an image in place stops the run. A run with other settings is refused
+  as a whole (``imgen-config.json``, its ``fingerprint``) unless it overwrites.
+  After a complete unsharded run, images of earlier runs that the manifest no
+  longer lists are removed (:func:`remove_unlisted_images`).
 * Shards: shard I of N writes ``manifest-shard-I-of-N.csv`` (and
   ``images-shard-I-of-N.h5``) next to the images; :func:`merge_shard_manifests`
   (``python -m imgen --merge-shards OUT``) joins them into ``manifest.csv``.
@@ -36,7 +39,8 @@ import numpy as np
 
 from imgen.atomic import move_into_place, temp_file_beside, write_atomic
 from imgen.errors import ImgenError
-from imgen.manifest import COLUMNS, MANIFEST_NAME, RUN_COLUMNS, write_manifest
+from imgen.manifest import COLUMNS, MANIFEST_NAME, RUN_COLUMNS, SPLITS, write_manifest
+from imgen.provenance import read_provenance
 
 STAGING = ".imgen-staging"
 CONFIG_NAME = "imgen-config.json"
@@ -140,16 +144,20 @@ class Staging:
             target = self.out / class_dir.name
             prefix = os.path.join(target, "")
             made = False
-            with os.scandir(class_dir) as entries:
-                for entry in entries:
-                    if entry.name.startswith(_TMP_PREFIX):
-                        os.unlink(entry.path)
-                        continue
-                    if not made:  # no empty class folders
-                        target.mkdir(parents=True, exist_ok=True)
-                        made = True
-                    os.replace(entry.path, prefix + entry.name)
-                    moved += 1
+            try:
+                with os.scandir(class_dir) as entries:
+                    for entry in entries:
+                        if entry.name.startswith(_TMP_PREFIX):
+                            os.unlink(entry.path)
+                            continue
+                        if not made:  # no empty class folders
+                            target.mkdir(parents=True, exist_ok=True)
+                            made = True
+                        os.replace(entry.path, prefix + entry.name)
+                        moved += 1
+            except OSError as exc:  # e.g. a class folder that is not writable
+                raise ImgenError(f"{target}: cannot move images into the class folder ({exc.strerror or exc}); "
+                                 "make it writable (or remove it) and run the same command again") from None
         self.discard()
         return moved
 
@@ -215,11 +223,96 @@ class ManifestSpool:
         Path(self._path).unlink(missing_ok=True)
 
 
+def remove_leftovers(out: str | os.PathLike) -> int:
+    """Delete the temporary files (``.tmp-*``: spooled manifests, HDF5, config) a killed run left in ``out``.
+
+    Call it holding the output lock (:mod:`imgen.lock`), so that no live run owns them.
+    """
+    removed = 0
+    for path in Path(out).glob(_TMP_PREFIX + "*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    for path in Path(out).glob(".manifest-*.csv"):   # write_manifest's temporary name
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def remove_unlisted_images(out: str | os.PathLike, manifest: str | os.PathLike) -> int:
+    """Delete class-folder PNGs that imgen rendered but ``manifest`` does not list; returns how many.
+
+    After a complete (unsharded) run the manifest is the dataset: an image of an
+    earlier run whose event these inputs no longer give would otherwise stay on
+    disk, listed nowhere. Only images carrying imgen's provenance record are
+    removed; other files are left alone.
+    """
+    out = Path(out)
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        listed = {row["path"] for row in csv.DictReader(handle)}
+    removed = 0
+    for path in _class_folder_pngs(out):
+        if path.relative_to(out).as_posix() not in listed and read_provenance(path) is not None:
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def _class_folder_pngs(out: Path) -> Iterator[Path]:
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        yield from sorted(p for p in folder.glob("*.png") if not p.name.startswith("."))
+
+
+def write_run_counts(out: str | os.PathLike, counts: Mapping[str, object]) -> Path:
+    """Add what the last run left out (objects outside eta, duplicate events) to ``imgen-config.json``."""
+    path = Path(out) / CONFIG_NAME
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["last_run"] = dict(counts)
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def check_shard_manifest(out: Path, path: Path, index: int, total: int) -> list[dict[str, str]]:
+    """The rows of one shard manifest, verified: complete, parseable, every image present, every image listed.
+
+    A shard cut short (a copy interrupted, a full disk) may end on a line
+    boundary and still parse; that is caught by the last check: every PNG in
+    the class folders whose (class, event) falls in this shard must be listed.
+    """
+    from imgen.split import assign_shard
+
+    where = f"--merge-shards: shard {index} of {total} ({path})"
+    raw = path.read_bytes()
+    if not raw.endswith(b"\n"):
+        raise ImgenError(f"{where}: ends in the middle of a line (cut short); render that shard again")
+    try:
+        rows = list(csv.DictReader(raw.decode("utf-8").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ImgenError(f"{where}: not a readable manifest ({exc}); render that shard again") from None
+    if not rows or any(c not in rows[0] for c in COLUMNS):
+        raise ImgenError(f"{where}: no rows or missing columns; render that shard again")
+    listed = set()
+    for number, row in enumerate(rows, start=2):
+        if row.get("split") not in SPLITS or not row.get("path") or None in row.values() or None in row:
+            raise ImgenError(f"{where}, line {number}: incomplete row {row!r}; render that shard again")
+        if not (out / row["path"]).is_file():
+            raise ImgenError(f"{where}, line {number}: image {row['path']} does not exist; render that shard again")
+        listed.add(row["path"])
+    for png in _class_folder_pngs(out):
+        name = png.parent.name
+        event = png.stem[len(name) + 1:] if png.stem.startswith(name + "_") else None
+        if event and assign_shard(event, name, total) == index and png.relative_to(out).as_posix() not in listed:
+            raise ImgenError(f"{where}: does not list {png.relative_to(out).as_posix()}, which belongs to this "
+                             "shard (the manifest is cut short); render that shard again")
+    return rows
+
+
 def merge_shard_manifests(out: str | os.PathLike) -> Path:
     """Join ``manifest-shard-I-of-N.csv`` of all N shards into ``manifest.csv``.
 
-    Refuses when a shard is missing, counts disagree, or two rows name the
-    same image. The shard manifests are kept.
+    Refuses when a shard is missing, counts disagree, a shard manifest fails
+    :func:`check_shard_manifest`, or two rows name the same image. The shard
+    manifests are kept.
     """
     out = Path(out)
     found: dict[int, Path] = {}
@@ -238,19 +331,16 @@ def merge_shard_manifests(out: str | os.PathLike) -> Path:
     if missing:
         raise ImgenError(f"{out}: shard(s) {', '.join(map(str, missing))} of {total} have no manifest yet")
 
-    def rows() -> Iterator[dict[str, str]]:
-        seen: set[str] = set()
-        for index in range(total):
-            with found[index].open(newline="", encoding="utf-8") as handle:
-                for row in csv.DictReader(handle):
-                    if row["path"] in seen:
-                        raise ImgenError(f"{found[index]}: image {row['path']} is also in another shard")
-                    seen.add(row["path"])
-                    yield row
-
+    checked = [check_shard_manifest(out, found[index], index, total) for index in range(total)]
+    seen: dict[str, int] = {}
+    for index, rows in enumerate(checked):
+        for row in rows:
+            if row["path"] in seen:
+                raise ImgenError(f"{found[index]}: image {row['path']} is also in shard {seen[row['path']]}")
+            seen[row["path"]] = index
     with found[0].open(newline="", encoding="utf-8") as handle:
-        columns = next(csv.reader(handle), None) or list(COLUMNS)
-    return write_manifest(out, rows(), columns)
+        columns = next(csv.reader(handle), None) or list(COLUMNS)  # NanoAOD shards add run, lumi
+    return write_manifest(out, (row for rows in checked for row in rows), columns)
 
 
 # --------------------------------------------------------------------------
@@ -323,8 +413,14 @@ class Hdf5Writer:
         return move_into_place(self._tmp, self.path)
 
     def abort(self) -> None:
+        """Drop the unfinished file. Closing may fail (a full disk): the error that stopped
+        the run is the one to report, and the temporary file goes either way."""
         try:
+            self._columns.clear()
+            self._x = None
             self._file.close()
+        except Exception:  # noqa: BLE001 - HDF5 cannot flush what the disk refused
+            pass
         finally:
             self._tmp.unlink(missing_ok=True)
 

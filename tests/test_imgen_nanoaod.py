@@ -51,7 +51,14 @@ def short_root(tmp_path_factory):
 
 
 def pngs(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+    """Every PNG's bytes, less the provenance chunk (it names the source file, which differs by route)."""
+    from imgen.provenance import read_provenance, without_provenance
+
+    found = {}
+    for p in sorted(root.rglob("*.png")):
+        assert read_provenance(p) is not None, p
+        found[p.relative_to(root).as_posix()] = without_provenance(p.read_bytes())
+    return found
 
 
 def leftovers(root: Path) -> list[str]:

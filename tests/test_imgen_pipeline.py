@@ -102,20 +102,22 @@ def test_other_settings_are_refused_in_the_same_folder(data, tmp_path):
 
 
 def test_interrupted_staging_is_checked_before_reuse(data, tmp_path):
-    """A killed run leaves staged images; a truncated one is rendered again, never moved into place."""
+    """A killed run leaves staged images; a truncated one, or one of another event, is rendered again."""
     out = tmp_path / "images"
     render_files([data], out, size=SIZE, workers=1)
     good = (out / "Wjets" / "Wjets_101.png").read_bytes()
     from imgen.writer import Staging
     staging = Staging(out, data / "Wjets_json.json", None)
     folder = staging.folder("Wjets")
+    good_102 = (out / "Wjets" / "Wjets_102.png").read_bytes()
     for name in ("Wjets_101.png", "Wjets_102.png"):
         (out / "Wjets" / name).unlink()
     (folder / "Wjets_101.png").write_bytes(good[: len(good) // 2])     # truncated by the kill
-    (folder / "Wjets_102.png").write_bytes((out / "Wjets" / "Wjets_103.png").read_bytes())  # complete
+    (folder / "Wjets_102.png").write_bytes((out / "Wjets" / "Wjets_103.png").read_bytes())  # another event's
     summary = render_files([data], out, size=SIZE, workers=1)
-    assert summary.n_rendered == 1 and summary.n_existing == 69
+    assert summary.n_rendered == 2 and summary.n_existing == 68          # only an event's own image is reused
     assert (out / "Wjets" / "Wjets_101.png").read_bytes() == good
+    assert (out / "Wjets" / "Wjets_102.png").read_bytes() == good_102
     assert leftovers(out) == []
 
 
@@ -267,9 +269,9 @@ def test_seen_events_remember_across_merges():
     from imgen.pipeline import _SeenEvents
 
     seen = _SeenEvents(buffer=4)
-    assert all(seen.add("W", str(i)) for i in range(50))       # several merges into the sorted array
-    assert not any(seen.add("W", str(i)) for i in range(50))
-    assert seen.add("T", "3") and not seen.add("T", "3")
+    assert all(seen.add("W", str(i), i % 3) is None for i in range(50))    # several merges into the sorted array
+    assert [seen.add("W", str(i)) for i in range(50)] == [i % 3 for i in range(50)]  # the file read first
+    assert seen.add("T", "3", 7) is None and seen.add("T", "3") == 7
 
 
 def test_staging_commit_moves_every_class_and_cleans_up(tmp_path):

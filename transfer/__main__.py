@@ -18,7 +18,7 @@ import sys
 from imgen._version import __version__
 from transfer.backbones import BACKBONES, format_backbone_table
 from transfer.config import (AUTO_ON_OFF, BASELINES, CLASS_WEIGHTS, DISTRIBUTE, FINE_TUNE_MODES,
-                             ON_MISSING_WEIGHTS, SCALES, TrainConfig, load_config)
+                             ON_MISSING_WEIGHTS, SCALES, TrainConfig, load_config, read_config_file)
 from transfer.errors import TransferError
 from transfer.optimizers import OPTIMIZERS
 
@@ -115,7 +115,8 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                            "or with one subfolder of PNGs per class (a stratified split is made); or HDF5 "
                            "arrays (when --x-key is given or the values are .h5/.hdf5 files): CLASS=FILE|"
                            "FOLDER|GLOB per class (the class from the file), FILE(s) with --y-key and "
-                           "--classes (labels from a key), or a folder of class folders or files")
+                           "--classes (labels from a key), or a folder of class folders or files (default: ./images "
+                           "when it holds manifest.csv, i.e. the output of python -m imgen)")
     data.add_argument("--classes", metavar="A,B,...",
                       help="class names, in label order (may be a subset for images; for HDF5 labels "
                            "from --y-key: the names of ids 0, 1, ...); default: all, sorted. For two "
@@ -129,6 +130,9 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                            "inside the model, which still takes inputs of their own size; sizes below the "
                            "backbone's minimum (see --list-backbones) are refused with the size to pass "
                            "here (default: the inputs' own size)")
+    data.add_argument("--strict", action=argparse.BooleanOptionalAction,
+                      help="refuse data whose validation or test split lacks a class (by default a warning: "
+                           "that class's figures are reported as n/a) (default: off)")
     data.add_argument("--augment-on-the-fly", action=argparse.BooleanOptionalAction,
                       help="light physics augmentation of training images inside tf.data: random roll "
                            "along phi, flips eta->-eta and phi->-phi. Turns the frozen-stage feature "
@@ -268,6 +272,10 @@ def build_predict_parser() -> argparse.ArgumentParser:
                              "arrays: HDF5 files, folders or globs")
     parser.add_argument("--x-key", metavar="KEY[,KEY...]",
                         help="arrays: the image key(s) in these files (default: the training keys)")
+    parser.add_argument("--resample", action="store_true",
+                        help="arrays: accept files whose grid (rows x cols of a key) differs from the training "
+                             "files' and resample them onto the training grid, conserving each cell's energy "
+                             "(default: refuse them, since the scores change)")
     parser.add_argument("--out", metavar="CSV", help="write the scores here (default: print them)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
     return parser
@@ -319,8 +327,26 @@ def build_fetch_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where ``python -m imgen`` writes by default: ``--data`` when it is not given and this holds imgen's output.
+DEFAULT_DATA = "images"
+
+
 def _config(args: dict) -> TrainConfig:
-    return load_config(args.pop("config"), **args)
+    path = args.pop("config")
+    if "data" not in args and not (path and read_config_file(path).get("data")):
+        found = default_data()
+        if found:
+            print(f"--data not given: using {found}/ ({found}/manifest.csv, written by python -m imgen)",
+                  flush=True)
+            args["data"] = found
+    return load_config(path, **args)
+
+
+def default_data(folder: str = DEFAULT_DATA) -> str | None:
+    """``folder`` when it holds a manifest.csv (imgen's output), so the README's two commands run in sequence."""
+    from imgen.manifest import manifest_path
+
+    return folder if manifest_path(folder).is_file() else None
 
 
 def _train(argv: list[str]) -> int:
@@ -348,7 +374,7 @@ def _predict(argv: list[str]) -> int:
     args = build_predict_parser().parse_args(argv)
     from transfer.predict import predict
 
-    table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key)
+    table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key, resample=args.resample)
     text = table.to_csv(index=False, float_format="%.9g")
     if args.out:
         from transfer.files import write_text_atomic
@@ -401,11 +427,20 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = COMMANDS.get(argv[0]) if argv else None
-    try:
-        return command(argv[1:]) if command else _train(argv)
-    except TransferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    from imgen.cli_guard import run_command
+
+    return run_command(lambda: command(argv[1:]) if command else _train(argv), (TransferError,),
+                       folder=_out_given(argv))
+
+
+def _out_given(argv: list[str]) -> str | None:
+    """The ``--out`` of ``argv`` (named when a full disk is reported without a file name)."""
+    for i, arg in enumerate(argv):
+        if arg == "--out" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--out="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 if __name__ == "__main__":

@@ -233,15 +233,38 @@ def read_arrays_info(model_path: str | os.PathLike) -> dict:
     return read_run_json(model_path, ARRAYS_FILE, ("arrays", "transform"))
 
 
-def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int = 256, x_key=None, model=None):
+def check_prediction_grids(dataset, saved: dict, where: str, arrays_file: Path) -> None:
+    """Refuse files whose layers have another (rows, cols) than the training files' layers.
+
+    The model learnt patterns on the training grid; resampling a crop or an
+    upsampled copy onto it changes every score without a word, so it is done
+    only when the user asks for it (``resample=True``, ``--resample``).
+    Runs saved before ``layer_grids`` was recorded are checked against
+    ``grid`` when they had one key.
+    """
+    expected = saved.get("layer_grids")
+    if expected is None and len(saved["x_keys"]) == 1:
+        expected = {saved["x_keys"][0]: saved["grid"]}
+    for key, shape in dataset.layer_shapes.items():
+        want = (expected or {}).get(key)
+        if want is not None and tuple(shape[:2]) != tuple(want):
+            raise TransferError(
+                f"{where}: key {key} holds {shape[0]}x{shape[1]} cells per event, but the model was trained on "
+                f"{want[0]}x{want[1]} ({arrays_file}); its scores on another grid are not comparable. "
+                "Pass --resample (resample=True) to resample them onto the training grid anyway")
+
+
+def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int = 256, x_key=None, model=None,
+                   resample: bool = False):
     """Scores of every event of ``inputs`` (HDF5 files, folders, globs): a DataFrame like predictions.csv.
 
     The files are read with the keys (``x_key``, default: the training keys)
     and grid of the run's ``arrays.json``, their channel names must match the
     training data's, and the saved transform (channels, zero suppression,
     crop, scale with the training statistics) is applied before the model.
-    Columns: ``path`` (``file#row``), ``score_<class>`` per class,
-    ``predicted_class``.
+    Files whose grid differs from the training files' are refused unless
+    ``resample`` (:func:`check_prediction_grids`). Columns: ``path``
+    (``file#row``), ``score_<class>`` per class, ``predicted_class``.
     """
     from transfer.predict import load_model, read_classes
     from transfer.report import predictions_table
@@ -263,6 +286,8 @@ def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int 
         if list(dataset.channel_names) != list(saved["channel_names"]):
             raise TransferError(f"{where}: channels {list(dataset.channel_names)}, but the model was trained on "
                                 f"{list(saved['channel_names'])} ({Path(model_path).with_name(ARRAYS_FILE)})")
+        if not resample:
+            check_prediction_grids(dataset, saved, where, Path(model_path).with_name(ARRAYS_FILE))
         model = model or load_model(model_path)
         shape = transform.output_shape(dataset.event_shape)
         if tuple(model.input_shape[1:]) != tuple(shape):

@@ -123,11 +123,12 @@ def get_backbone(name: str) -> BackboneSpec:
 def check_image_size(spec: BackboneSpec, image_size: tuple) -> None:
     """Refuse a (height, width) below the backbone's minimum, with what to do instead."""
     if min(image_size) < spec.min_size:
+        why = (f"{spec.default_size} is the size its ImageNet weights were trained at" if spec.pretrained
+               else "its 3x3 convolutions would see padding, not cells")
         raise TransferError(
             f"image size {image_size[0]}x{image_size[1]} is below the minimum of backbone {spec.name!r} "
             f"({spec.min_size}x{spec.min_size}); pass --image-size {spec.min_size} or more (images are "
-            f"resized inside the model; {spec.default_size} is the size its ImageNet weights were "
-            f"trained at)")
+            f"resized inside the model; {why})")
 
 
 #: How many input channels a 3-channel (RGB) backbone takes, and how they become three
@@ -233,13 +234,20 @@ for _spec in (
 del _spec
 
 
+#: Smallest height or width a compact network can use: its first 3x3 convolution must see a
+#: neighbourhood of real cells, not padding (2x2 inputs train on padding); the mlp takes any size.
+COMPACT_MIN_SIZE = {"mlp": 1}
+COMPACT_CONV_MIN_SIZE = 3
+
+
 def _register_compact_networks() -> None:
-    """cnn, resnet15, smallcnn, mlp: any input size and channel count, trained from scratch."""
+    """cnn, resnet15, smallcnn, mlp: any channel count, trained from scratch; convolutional ones need 3x3 cells."""
     from transfer.compact import COMPACT_NETWORKS
 
     for name, build in COMPACT_NETWORKS.items():
         register_backbone(BackboneSpec(
-            name=name, builder=classifier_as_backbone(build), preprocess=None, min_size=1, default_size=32,
+            name=name, builder=classifier_as_backbone(build), preprocess=None,
+            min_size=COMPACT_MIN_SIZE.get(name, COMPACT_CONV_MIN_SIZE), default_size=32,
             pretrained=False, channels=None))
 
 

@@ -34,6 +34,8 @@ ON_MISSING_WEIGHTS = ("error", "random")
 AUTO_ON_OFF = ("auto", "on", "off")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 #: Keys a run writes into config.yaml as a record; ignored when read back.
+#: Options that may be a list in a YAML file (several values); every other option takes one value.
+LIST_OPTIONS = ("data", "image_size", "classes", "split", "train_fraction", "x_key", "channels")
 RECORDED_KEYS = ("weights_used", "weights_reason", "weights_file", "hepvision_version", "created", "fold",
                  "train_fraction_run")
 
@@ -89,6 +91,7 @@ class TrainConfig:
     folds: int = 0
     train_fraction: Optional[tuple] = None
     baseline: str = "trees"
+    strict: bool = False
 
     def __post_init__(self):
         from transfer.backbones import get_backbone
@@ -105,7 +108,7 @@ class TrainConfig:
             setattr(self, name, _as_int(name, getattr(self, name)))
         for name in ("fine_tune_lr_factor", "lr", "dropout"):
             setattr(self, name, _as_float(name, getattr(self, name)))
-        for name in ("feature_cache", "augment_on_the_fly", "overwrite", "crop"):
+        for name in ("feature_cache", "augment_on_the_fly", "overwrite", "crop", "strict"):
             if name != "augment_on_the_fly" or self.augment_on_the_fly is not None:  # None: auto
                 setattr(self, name, _as_bool(name, getattr(self, name)))
         self.weights = "none" if self.weights is None else str(self.weights)
@@ -321,7 +324,18 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if unknown:
         raise TransferError(f"--config {path}: unknown option(s) {', '.join(map(str, unknown))}; "
                             f"valid options: {', '.join(option_names())}")
+    for key, value in values.items():
+        if isinstance(value, dict) or (isinstance(value, list) and key not in LIST_OPTIONS):
+            kind = "a mapping" if isinstance(value, dict) else "a list"
+            raise TransferError(f"--config {path}: {key}: expected a single value, got {kind} ({value!r}); "
+                                f"write e.g. `{key}: {_example(value)}`")
     return {k: v for k, v in values.items() if k in known}
+
+
+def _example(value) -> str:
+    """The first element of a list (or mapping) a single value was expected in place of."""
+    items = list(value.values() if isinstance(value, dict) else value)
+    return str(items[0]) if items else "VALUE"
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides) -> TrainConfig:

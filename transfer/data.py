@@ -37,14 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from imgen.errors import ImgenError
+from imgen.image_files import check_images as _check_image_files
 from imgen.manifest import AUGMENTED_FROM, MANIFEST_NAME, SPLITS, read_manifest
 from transfer.errors import TransferError
 from transfer.sources import DataSource, DataView
 
 log = logging.getLogger(__name__)
 
-#: Pillow image modes accepted, and the channels ``tf.io.decode_png`` returns for them.
-DECODED_CHANNELS = {"L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3}
 #: Decoded images are cached in memory (``tf.data`` ``cache()``) up to this size.
 MAX_IMAGE_CACHE_BYTES = 2 << 30
 
@@ -232,38 +232,16 @@ def stratified_split(files: list[str], classes: list[str], fractions: tuple = (0
 
 
 def check_images(paths: list) -> tuple[int, int, int]:
-    """Read every PNG's header (and chunk checksums) with Pillow; return the common decoded shape.
+    """The common decoded shape of PNG files, by the rule of :func:`imgen.image_files.check_images`.
 
     Raises:
         TransferError: naming the file, for an unreadable, corrupt or non-PNG
             file, an unsupported mode, or sizes/channel counts that differ.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    if not paths:
-        raise TransferError("no images to read")
-    kinds: dict[tuple, list] = {}
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                fmt, (width, height), mode = image.format, image.size, image.mode
-                image.verify()
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-            raise TransferError(f"{path}: not a readable PNG image ({exc})") from None
-        if fmt != "PNG":
-            raise TransferError(f"{path}: is a {fmt} image, expected PNG")
-        if mode not in DECODED_CHANNELS:
-            raise TransferError(f"{path}: PNG mode {mode!r} is not supported; expected 8-bit "
-                                "grayscale (L) or RGB")
-        kinds.setdefault((height, width, Image.getmodebands(mode)), []).append(path)
-    if len(kinds) > 1:
-        ordered = sorted(kinds.items(), key=lambda item: -len(item[1]))
-        described = "; ".join(f"{len(p)} are {h}x{w} px with {b} channel(s) (e.g. {p[0]})"
-                              for (h, w, b), p in ordered[:4])
-        raise TransferError(f"images must all have the same size and channel count, but {described}")
-    (height, width, _), members = next(iter(kinds.items()))
-    with Image.open(members[0]) as image:
-        return height, width, DECODED_CHANNELS[image.mode]
+    try:
+        return _check_image_files(paths)
+    except ImgenError as exc:
+        raise TransferError(str(exc)) from None
 
 
 def decode_png(path, channels: int):

@@ -6,12 +6,16 @@ name once everything in it is complete.
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import ContextManager
 
 from imgen import atomic
 from transfer.errors import TransferError
+
+log = logging.getLogger(__name__)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -35,10 +39,17 @@ def staged_folder(out: str | os.PathLike, overwrite: bool = False) -> ContextMan
     ``.<out>.partial-XXXX`` beside it; on success it replaces ``out``.
 
     On an exception the staging folder is removed and ``out`` is left as it was
-    (:func:`imgen.atomic.staged_folder`).
+    (:func:`imgen.atomic.staged_folder`); the staging folders of runs that were
+    killed (``kill -9``, a crash) are removed first.
     """
     out = check_output_folder(out, overwrite)
-    return atomic.staged_folder(out, prefix=f".{out.name}.partial-")
+    prefix = f".{out.name}.partial-"
+    if out.parent.is_dir():
+        for leftover in out.parent.glob(prefix + "*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+                log.info("removed %s, left by an interrupted run", leftover)
+    return atomic.staged_folder(out, prefix=prefix)
 
 
 def read_run_json(model_path: str | os.PathLike, name: str, required_keys: tuple[str, ...]) -> dict:

@@ -63,10 +63,29 @@ def load_model(model_path: str | os.PathLike):
     model_path = Path(model_path)
     if not model_path.is_file():
         raise TransferError(f"--model {model_path}: no such file")
+    check_keras_archive(model_path)
     try:
         return keras.saving.load_model(model_path, safe_mode=True)
     except Exception as exc:
-        raise TransferError(f"--model {model_path}: cannot load it as a Keras model ({exc})") from exc
+        raise TransferError(f"--model {model_path}: not a readable Keras model ({exc})") from exc
+
+
+def check_keras_archive(model_path: Path) -> None:
+    """A ``.keras`` file is a zip archive: say so when it is truncated or damaged.
+
+    (Keras itself reports a damaged archive as "File not found".)
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise TransferError(f"--model {model_path}: not a readable Keras model: the .keras zip archive is "
+                            f"truncated or damaged ({exc}); copy or save it again") from None
+    if damaged is not None:
+        raise TransferError(f"--model {model_path}: not a readable Keras model: member {damaged} of the .keras "
+                            "zip archive is damaged; copy or save it again")
 
 
 def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int = 64, model=None):
@@ -93,32 +112,35 @@ def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int =
     return predictions_table(files, scores, class_names)
 
 
-def _predict_arrays(model_path, inputs, batch_size, x_key=None):
+def _predict_arrays(model_path, inputs, batch_size, x_key=None, resample=False):
     from transfer.array_source import predict_arrays
 
-    return predict_arrays(model_path, inputs, batch_size, x_key=x_key)
+    return predict_arrays(model_path, inputs, batch_size, x_key=x_key, resample=resample)
 
 
-def _predict_images(model_path, inputs, batch_size, x_key=None):
-    if x_key:
-        raise TransferError(f"--x-key: {model_path} was trained on images, not HDF5 arrays")
+def _predict_images(model_path, inputs, batch_size, x_key=None, resample=False):
+    for given, flag in ((x_key, "--x-key"), (resample, "--resample")):
+        if given:
+            raise TransferError(f"{flag}: {model_path} was trained on images, not HDF5 arrays")
     return predict_images(model_path, inputs, batch_size)
 
 
-#: data kind (classes.json ``data_kind``) -> ``predictor(model_path, inputs, batch_size, x_key)``.
+#: data kind (classes.json ``data_kind``) -> ``predictor(model_path, inputs, batch_size, x_key, resample)``.
 PREDICTORS = {"images": _predict_images, "arrays": _predict_arrays}
 
 
-def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x_key: str | None = None):
+def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x_key: str | None = None,
+            resample: bool = False):
     """Scores of new data as a DataFrame (``path``, ``score_<class>``..., ``predicted_class``).
 
     ``inputs`` are PNG files or folders for a run trained on images, HDF5
     files, folders or globs for a run trained on arrays (``x_key``: the image
-    key(s), default the ones the run was trained with).
+    key(s), default the ones the run was trained with; ``resample``: accept
+    files on another grid than the training files and resample them onto it).
     """
     if not Path(model_path).is_file():
         raise TransferError(f"--model {model_path}: no such file")
     kind = read_classes(model_path).get("data_kind", "images")
     if kind not in PREDICTORS:
         raise TransferError(f"{Path(model_path).with_name('classes.json')}: unknown data_kind {kind!r}")
-    return PREDICTORS[kind](model_path, inputs, batch_size, x_key)
+    return PREDICTORS[kind](model_path, inputs, batch_size, x_key, resample)

@@ -311,14 +311,23 @@ def _rejection_lines(metrics: dict, split: str = "test") -> list[str]:
     if not table:
         return []
     efficiencies = list(next(iter(table.values())))
+    counts = metrics[split].get("events_per_class", {})
     lines = ["", f"Background rejection 1/FPR at fixed signal efficiency ({split} split; "
-             "inf: no background event passes):", "",
+             "inf: no background event passes; n/a: the split lacks signal or background events):", "",
              "| signal class | " + " | ".join(f"eff. {float(e):.0%}" for e in efficiencies) + " |",
              "|---|" + "---|" * len(efficiencies)]
     for name, values in table.items():
-        lines.append(f"| {name} | " + " | ".join("inf" if values[e] is None else f"{values[e]:.3g}"
-                                               for e in efficiencies) + " |")
+        computable = not counts or 0 < counts.get(name, 0) < sum(counts.values())
+        lines.append(f"| {name} | " + " | ".join(_rejection_text(values[e], computable) for e in efficiencies)
+                     + " |")
     return lines
+
+
+def _rejection_text(value, computable: bool) -> str:
+    """``None`` is infinite where signal and background events exist, otherwise not computable."""
+    if value is None:
+        return "inf" if computable else "n/a"
+    return f"{value:.3g}"
 
 
 def _data_row(metrics: dict) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,8 @@ from typing import Callable
 import numpy as np
 
 from transfer.errors import TransferError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 #: Suffixes that make a ``--data`` value an HDF5 file.
@@ -63,7 +66,7 @@ class DataView:
         self.split_source = source.split_source
         self.class_names = list(source.class_names)
         self.splits = {s: np.sort(np.asarray(splits[s], dtype=np.int64)) for s in SPLITS}
-        _check_splits(self.splits, source.labels_all, self.class_names, source.describe_origin())
+        _check_splits(self.splits, source.labels_all, self.class_names, source.describe_origin(), source.strict)
 
     def labels(self, split: str) -> np.ndarray:
         """Integer labels of ``split``, in the order of :meth:`ids` and :meth:`dataset`."""
@@ -144,6 +147,8 @@ class DataSource:
     """
 
     kind = "?"
+    #: ``--strict``: a validation or test split without some class is an error, not a warning.
+    strict = False
     class_names: list[str]
     labels_all: np.ndarray
     default_splits: dict[str, np.ndarray]
@@ -172,7 +177,10 @@ class DataSource:
         self.close()
 
 
-def _check_splits(splits: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str], origin: str) -> None:
+def _check_splits(splits: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str], origin: str,
+                  strict: bool = False) -> None:
+    """Every split has events and every class training events; a class absent from validation or test
+    warns (its figures cannot be computed and are reported as n/a), or refuses with ``strict``."""
     for split in SPLITS:
         if not len(splits[split]):
             raise TransferError(f"{origin}: the {split} split has no events; use more events or other "
@@ -180,6 +188,15 @@ def _check_splits(splits: dict[str, np.ndarray], labels: np.ndarray, class_names
     missing = [c for k, c in enumerate(class_names) if not np.any(labels[splits["train"]] == k)]
     if missing:
         raise TransferError(f"{origin}: class(es) {', '.join(missing)} have no training events")
+    for split in ("validation", "test"):
+        absent = [c for k, c in enumerate(class_names) if not np.any(labels[splits[split]] == k)]
+        if not absent:
+            continue
+        message = (f"{origin}: class(es) {', '.join(absent)} have no {split} events, so their {split} figures "
+                   "(ROC AUC, background rejection) cannot be computed")
+        if strict:
+            raise TransferError(f"{message} (--strict); use more events or other --split fractions")
+        log.warning("%s; they are reported as n/a (--strict refuses such data)", message)
 
 
 def stratified_indices(labels: np.ndarray, class_names: list[str], fractions: tuple, seed: int,
@@ -265,7 +282,9 @@ def data_kind_for(config) -> DataKind:
 
 def open_data(config) -> DataSource:
     """Open and check ``config.data`` with the kind that claims it."""
-    return data_kind_for(config).open(config)
+    source = data_kind_for(config).open(config)
+    source.strict = bool(getattr(config, "strict", False))
+    return source
 
 
 def data_target(item: str) -> str:
