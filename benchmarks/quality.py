@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", help=f"comma-separated cases (default: all): {', '.join(CASES)}")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--work", help="working folder (default: a temporary one, removed at the end)")
-    parser.add_argument("--json", help="also write the rows as JSON to this file")
+    parser.add_argument("--json", help="also write the rows as JSON to this file (after every case)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a case's result from its run folder under --work when it is complete "
+                             "(metrics.json) instead of training again")
     return parser
 
 
@@ -114,18 +117,21 @@ def _cell(section: dict, key: str) -> str:
     return format_interval(value, (section["test"].get("intervals") or {}).get(key))
 
 
-def run_case(name: str, work: Path) -> dict:
+def run_case(name: str, work: Path, reuse: bool = False) -> dict:
     kind, extra = CASES[name]
     data, made = make_data(kind, work)
     out = work / "runs" / name
     command = [sys.executable, "-m", "transfer", "--data", *data, *extra, "--verbose", "0", "--out", str(out),
                "--overwrite"]
-    started = time.perf_counter()
-    done = _run(command, work)
-    seconds = time.perf_counter() - started
-    shown = "python -m transfer " + shlex.join(command[3:]).replace(str(work) + "/", "")
-    if done.returncode not in (0, 3):
-        return {"case": name, "error": (done.stderr or done.stdout).strip().splitlines()[-1], "command": shown}
+    shown = "python -m transfer " + shlex.join(command[3:-1]).replace(str(work) + "/", "")
+    if reuse and (out / "metrics.json").is_file():
+        seconds = json.loads((out / "metrics.json").read_text())["timing"]["total_s"]
+    else:
+        started = time.perf_counter()
+        done = _run(command, work)
+        seconds = time.perf_counter() - started
+        if done.returncode not in (0, 3):
+            return {"case": name, "error": (done.stderr or done.stdout).strip().splitlines()[-1], "command": shown}
     metrics = json.loads((out / "metrics.json").read_text())
     base = metrics.get("baseline")
     net_auc, base_auc = _macro(metrics["test"]["roc_auc"]), _macro(base["test"]["roc_auc"]) if base else None
@@ -168,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name in names:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            rows.append(run_case(name, work))
+            rows.append(run_case(name, work, args.reuse))
             print(f"  {rows[-1].get('network_accuracy', rows[-1].get('error'))} against baseline "
                   f"{rows[-1].get('baseline_accuracy', '')}", file=sys.stderr, flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
