@@ -154,3 +154,28 @@ def test_images_rendered_from_nanoaod_get_the_physics_baseline_too(tmp_path):
     for values, expected in zip(again, direct):
         assert values[FEATURE_NAMES.index("n_jets")] == expected["n_jets"]
         assert values[FEATURE_NAMES.index("met")] == pytest.approx(expected["met"], rel=1e-6)
+
+
+def test_a_feature_no_training_event_has_is_left_out(tmp_path, monkeypatch):
+    """scikit-learn's binning fails on an all-NaN column (no event with two leptons in a small sample)."""
+    from transfer import baseline
+    from transfer.baseline import BaselineInputs, fit_trees
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 20)
+    x = np.column_stack([labels + rng.normal(0, 0.1, 40), np.full(40, np.nan)])
+    with pytest.raises(ValueError):
+        fit_trees(x, labels, x, labels, 2)
+    path, _ = _flipped_file(tmp_path / "f.h5")
+    config = TrainConfig(data=str(path), x_key="X", y_key="y", classes="a,b", backbone="smallcnn",
+                         split="0.6,0.2,0.2", seed=0)
+
+    def with_empty_column(view, seed):
+        real = baseline._array_inputs(view, seed)
+        features = {s: np.column_stack([f, np.full(len(f), np.nan)]) for s, f in real.features.items()}
+        return BaselineInputs(features, real.labels, real.description)
+
+    monkeypatch.setitem(baseline.BASELINE_INPUTS, "arrays", with_empty_column)
+    with open_data(config) as source:
+        result = run_baseline(source.view(), seed=0)
+    assert (result.scores["validation"].argmax(1) == result.labels["validation"]).mean() > 0.9

@@ -195,6 +195,10 @@ def run_baseline(view, seed: int = 0, class_weight: dict | None = None) -> Basel
     except KeyError:
         raise TransferError(f"no baseline for data of kind {view.kind!r}; use --baseline none") from None
     inputs = builder(view, seed)
+    # a feature without a single value among the training events (no event with two leptons in a small
+    # sample) says nothing, and scikit-learn's binning fails on an all-NaN column: leave it out
+    known = ~np.isnan(inputs.features["train"]).all(axis=0)
+    inputs.features = {split: x[:, known] for split, x in inputs.features.items()}
     num_classes = len(view.class_names)
     y_train = inputs.labels["train"]
     weights = None if class_weight is None else np.asarray([class_weight[int(k)] for k in y_train])
