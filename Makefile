@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# The export extra too, so that `make test` (and CI) runs the export tests, which skip without it.
 # The TensorFlow flavour to install: cpu (default, small wheel) or gpu (CUDA).
 TF     ?= cpu
 STAMP  := $(VENV)/.installed-$(TF)
@@ -14,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): setup.py imgen/VERSION
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF),dev]"
+	$(PY) -m pip install --quiet -e ".[$(TF),dev,export]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
