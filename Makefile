@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# The export extra too, so that `make test` (and CI) runs the export tests, which skip without it.
 # The TensorFlow flavour to install: cpu (default, small wheel) or gpu (CUDA).
 TF     ?= cpu
 STAMP  := $(VENV)/.installed-$(TF)
@@ -15,6 +14,8 @@ venv: $(STAMP)
 $(STAMP): setup.py imgen/VERSION
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# the export extra too (onnx, onnxruntime, tf2onnx, hls4ml), so that `make test` and CI run the
+	@# export tests, which skip without it
 	$(PY) -m pip install --quiet -e ".[$(TF),dev,export]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@

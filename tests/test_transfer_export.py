@@ -221,3 +221,14 @@ def test_plain_keras_load_names_the_import_and_works_after_it(compact_run):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert "PLAIN FAILS True" in done.stdout, done.stderr[-2000:]
     assert "AFTER IMPORT (None, 2)" in done.stdout, done.stderr[-2000:]
+
+
+def test_export_help_is_instant_and_names_the_formats_and_the_extra():
+    code = ("import sys\nfrom transfer.__main__ import main\ntry:\n    main(['export', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('TENSORFLOW LOADED', 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.startswith("usage: python -m transfer export")
+    for text in ("onnx, savedmodel, tflite, hls4ml", "--precision", "ap_fixed<16,6>", "--reuse-factor",
+                 "hepvision[export]", "TENSORFLOW LOADED False"):
+        assert text in done.stdout, text

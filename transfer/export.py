@@ -414,6 +414,14 @@ def _resource_estimate(hls_model, options: HlsOptions) -> dict:
                             "clock cycles for io_parallel"}
 
 
+def relocate_hls_project(staged: Path, final: Path) -> None:
+    """Point the project's ``OutputDir`` at where it will live, so that
+    ``hls4ml.converters.link_existing_project(final)`` finds it after the staging folder is renamed."""
+    config = staged / "hls4ml_config.yml"
+    text = config.read_text(encoding="utf-8")
+    write_text_atomic(config, text.replace(str(staged.resolve()), str(final.resolve())))
+
+
 def _write_hls4ml(model, path: Path, options: HlsOptions) -> dict:
     hls4ml = require("hls4ml", "hls4ml")
     plain = plain_keras_model(model)
@@ -426,7 +434,7 @@ def _write_hls4ml(model, path: Path, options: HlsOptions) -> dict:
     extra = {"part": options.part} if options.part else {}
     try:
         hls_model = hls4ml.converters.convert_from_keras_model(
-            plain, hls_config=config, output_dir=str(path), backend=options.backend, io_type=options.io_type,
+            plain, hls_config=config, output_dir=str(path.resolve()), backend=options.backend, io_type=options.io_type,
             allow_da_fallback=False, **extra)
         started = time.perf_counter()
         hls_model.compile()  # writes the project, builds the C++ emulation with the system g++
@@ -532,7 +540,9 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
                 hls_model = facts.pop("hls_model")
                 scores = hls_model.predict(hls_inputs(model, events.inputs))
             else:
-                scores = fmt.run(target)(events.inputs)
+                run = fmt.run(target)
+                scores = np.concatenate([run(events.inputs[i:i + batch_size])
+                                         for i in range(0, len(events.inputs), batch_size)])
             result = {"artifact": fmt.artifact, "runtime": fmt.runtime, **facts,
                       **_compare(reference, scores, events.labels, class_names)}
             result["seconds"] = round(time.perf_counter() - started, 1)
@@ -543,8 +553,15 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
             if name == "hls4ml":
                 result["float_test_auc"] = keras_auc
                 result["fixed_point_test_auc"] = result.pop("test_auc")
+                if None not in (keras_auc, result["fixed_point_test_auc"]) and \
+                        abs(keras_auc - result["fixed_point_test_auc"]) > 0.01:
+                    log.warning("hls4ml: the fixed-point test AUC %.4f is more than 0.01 from the float %.4f: "
+                                "try a wider --precision (e.g. ap_fixed<18,8>)", result["fixed_point_test_auc"],
+                                keras_auc)
             check["formats"][name] = result
             log.info("%s: %s, max |score - Keras| %.3g", name, fmt.artifact, result["max_abs_diff"])
+        if "hls4ml" in names:
+            relocate_hls_project(staging / FORMATS["hls4ml"].artifact, Path(out) / FORMATS["hls4ml"].artifact)
         prep = preprocessing_info(model_path, model)
         write_text_atomic(staging / PREPROCESSING_FILE, json.dumps(prep, indent=2) + "\n")
         write_text_atomic(staging / "README.md", readme_text(names, prep))
