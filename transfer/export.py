@@ -515,15 +515,15 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
     model_path = Path(model_path)
     names = parse_formats(formats)
     hls = hls or HlsOptions()
-    for name in names:  # every library before any work
-        for module in FORMATS[name].modules:
-            require(module, name)
     if hls.reuse_factor < 1:
         raise TransferError(f"--reuse-factor {hls.reuse_factor}: must be 1 or more")
     check_output_folder(out, overwrite)
     model = single_input_model(load_model(model_path))
-    if "hls4ml" in names:
+    if "hls4ml" in names:  # before the libraries: installing hls4ml would not help here
         check_fits_fpga(model_path, model)
+    for name in names:  # every library before any export
+        for module in FORMATS[name].modules:
+            require(module, name)
     class_names = read_classes(model_path)["classes"]
     events = read_test_events(model_path, max_events)
     reference = np.asarray(model.predict(events.inputs, batch_size=batch_size, verbose=0), np.float64)
