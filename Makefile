@@ -14,7 +14,9 @@ venv: $(STAMP)
 $(STAMP): setup.py imgen/VERSION
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(TF),dev]"
+	@# the export extra too (onnx, onnxruntime, tf2onnx, hls4ml), so that `make test` and CI run the
+	@# export tests, which skip without it
+	$(PY) -m pip install --quiet -e ".[$(TF),dev,export]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -51,6 +51,9 @@ setup(
         "cpu": ["tensorflow-cpu>=2.16"],
         # CUDA build plus NVIDIA runtime libraries from PyPI (GPU nodes)
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # python -m transfer export: ONNX (Keras' own export runs tf2onnx; onnxruntime checks it),
+        # hls4ml firmware for FPGAs (its C++ emulation is built with the system g++)
+        "export": ["onnx>=1.16", "onnxruntime>=1.17", "tf2onnx>=1.16", "hls4ml>=1.1"],
         "dev": [
             "pytest>=7.4",
             "pytest-xdist>=3.3",

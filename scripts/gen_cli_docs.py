@@ -21,6 +21,7 @@ COMMANDS = [
     ("Augment the training split", ["augment"]),
     ("Train", ["transfer"]),
     ("Predict with a saved model", ["transfer", "predict"]),
+    ("Export a trained model", ["transfer", "export"]),
     ("Find a learning rate", ["transfer", "lr-find"]),
     ("Average the scores of several runs", ["transfer", "ensemble"]),
     ("Download ImageNet weights ahead of time", ["transfer", "fetch-weights"]),

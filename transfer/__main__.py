@@ -1,8 +1,8 @@
-"""``python -m transfer``: train (default), ``predict``, ``lr-find``, ``ensemble``, ``fetch-weights``.
+"""``python -m transfer``: train (default), ``predict``, ``export``, ``lr-find``, ``ensemble``, ``fetch-weights``.
 
 Only argument parsing lives here; the work is done by
 :func:`transfer.experiments.run_experiment` (a run, ``--folds`` or
-``--train-fraction``), :func:`transfer.predict.predict`,
+``--train-fraction``), :func:`transfer.predict.predict`, :func:`transfer.export.export_model_files`,
 :func:`transfer.lr_find.lr_find`, :func:`transfer.ensemble.ensemble_runs` and
 :func:`transfer.weights.fetch_weights`, which a notebook calls with the same
 names. TensorFlow is imported only once a command runs, so ``--help`` is
@@ -31,6 +31,7 @@ COMPACT = ", ".join(sorted(name for name, spec in BACKBONES.items() if not spec.
 EXAMPLES = f"""\
 subcommands:
   {PROG} predict --model RUN/model.keras IMAGES_OR_FOLDERS|HDF5_FILES [--x-key X] [--out scores.csv]
+  {PROG} export --model RUN/model.keras --format onnx,savedmodel,tflite,hls4ml --out DIR   (deploy)
   {PROG} lr-find --data ... --backbone NAME [training options] [--steps 100]   (learning-rate range test)
   {PROG} ensemble RUN RUN [RUN ...] --out DIR   (average the test scores of runs with the same test set)
   {PROG} fetch-weights --backbone NAME [NAME ...]   (download ImageNet weights ahead of time)
@@ -281,6 +282,42 @@ def build_predict_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_export_parser() -> argparse.ArgumentParser:
+    from transfer.export import DEFAULT_PRECISION, FORMATS, HLS_BACKENDS, IO_TYPES
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} export",
+        description="Export a trained run for deployment: ONNX (onnxruntime, e.g. in CMSSW/Athena), TF "
+                    "SavedModel, TFLite, and hls4ml firmware (an HLS project for FPGAs, compact networks "
+                    "only). Each export is run in its own runtime on the run's test events and compared with "
+                    "Keras (export_check.json; ONNX, SavedModel and TFLite must agree to 1e-4). DIR also gets "
+                    "preprocessing.json and a README.md with how to run each file. Needs the export extra: "
+                    "pip install 'hepvision[export]'.")
+    parser.add_argument("--model", required=True, metavar="RUN/model.keras",
+                        help="the saved model; classes.json, config.yaml, predictions.csv (the test events) and, "
+                             "for arrays, arrays.json are read beside it")
+    parser.add_argument("--format", required=True, metavar="F[,F...]",
+                        help=f"one or more of {', '.join(FORMATS)}, comma-separated")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the exports to")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    parser.add_argument("--max-events", type=int, metavar="N",
+                        help="check on the first N test events only (default: all)")
+    hls = parser.add_argument_group("hls4ml (compact networks trained from scratch; not ImageNet backbones)")
+    hls.add_argument("--precision", default=DEFAULT_PRECISION, metavar="TYPE",
+                     help=f"fixed-point type of weights and activations (default: {DEFAULT_PRECISION}: 16 bits, "
+                          "6 of them integer, sign included)")
+    hls.add_argument("--reuse-factor", type=int, default=1, metavar="N",
+                     help="each multiplier is used N times per event: N times fewer DSPs, about N clock cycles "
+                          "between events (default: 1, fully parallel)")
+    hls.add_argument("--io-type", choices=IO_TYPES, default="io_parallel",
+                     help="io_parallel (all values at once, lowest latency; small networks) or io_stream "
+                          "(pixel streams, for larger convolutional networks) (default: io_parallel)")
+    hls.add_argument("--backend", choices=HLS_BACKENDS, default="Vitis",
+                     help="vendor HLS tool the project is written for (default: Vitis)")
+    hls.add_argument("--part", metavar="FPGA", help="FPGA part number (default: hls4ml's for the backend)")
+    return parser
+
+
 def build_lr_find_parser() -> argparse.ArgumentParser:
     parser = build_train_parser(
         f"{PROG} lr-find", epilog=None,
@@ -386,6 +423,18 @@ def _predict(argv: list[str]) -> int:
     return 0
 
 
+def _export(argv: list[str]) -> int:
+    args = build_export_parser().parse_args(argv)
+    from transfer.export import HlsOptions, export_model_files, summary_lines
+
+    hls = HlsOptions(precision=args.precision, reuse_factor=args.reuse_factor, io_type=args.io_type,
+                     backend=args.backend, part=args.part)
+    check = export_model_files(args.model, args.format, args.out, hls=hls, max_events=args.max_events,
+                               overwrite=args.overwrite)
+    print("\n".join(summary_lines(check, args.out)))
+    return 0
+
+
 def _lr_find(argv: list[str]) -> int:
     args = vars(build_lr_find_parser().parse_args(argv))
     args.pop("list_backbones", None)
@@ -416,7 +465,7 @@ def _fetch(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"predict": _predict, "lr-find": _lr_find, "ensemble": _ensemble, "fetch-weights": _fetch,
+COMMANDS = {"predict": _predict, "export": _export, "lr-find": _lr_find, "ensemble": _ensemble, "fetch-weights": _fetch,
             "train": _train}
 
 
