@@ -75,8 +75,11 @@ def compact_run(work) -> Path:
 def mobilenet_run(work) -> Path:
     data = make_blob_dataset(work / "blobs", classes=("a", "b"), per_class=12, size=32)
     out = work / "mobilenet-run"
+    # MobileNetV2 from random weights learns little from 24 images in one epoch, and may say so (exit 3,
+    # COLLAPSED): the run folder and its model are written all the same, which is what the export needs
     assert main(["--data", str(data), "--backbone", "mobilenetv2", "--fine-tune", "frozen", "--epochs", "1",
-                 *FAST, "--out", str(out)]) == 0
+                 *FAST, "--out", str(out)]) in (0, 3)
+    assert (out / "model.keras").is_file()
     return out
 
 

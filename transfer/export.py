@@ -336,12 +336,14 @@ def plain_keras_model(model):
     Nested models are inlined; dropout (off at inference) and hepvision's
     input preprocessing (done before the FPGA, see ``preprocessing.json``)
     are left out; :class:`transfer.model.FeatureScaling` is folded into the
-    Dense layer after it. Anything else that is not a built-in Keras layer is
+    Dense layer after it, and the input standardisation of networks trained
+    from scratch (:class:`transfer.model.InputStandardization`) becomes a
+    BatchNormalization. Anything else that is not a built-in Keras layer is
     refused, naming the layer.
     """
     import keras
 
-    from transfer.model import BackbonePreprocessing, FeatureScaling
+    from transfer.model import BackbonePreprocessing, FeatureScaling, InputStandardization
 
     pending: dict = {}
 
@@ -356,6 +358,8 @@ def plain_keras_model(model):
         if isinstance(op, FeatureScaling):
             pending["scaling"] = (op.mean.numpy(), float(op.scale.numpy()), op.name)
             return passthrough
+        if isinstance(op, InputStandardization):  # the input standardisation of networks from scratch
+            return _as_batch_norm(op)
         if not type(op).__module__.startswith("keras."):
             raise TransferError(f"--format hls4ml: layer {op.name!r} ({type(op).__name__}) is not a Keras "
                                 "layer hls4ml can convert")
@@ -379,6 +383,23 @@ def plain_keras_model(model):
     inputs = keras.Input(source.inputs[0].shape[1:], name="image")
     outputs = source._run_through_graph([inputs], operation_fn=substitute)
     return keras.Model(inputs, outputs, name=f"{model.name}_hls")
+
+
+def _as_batch_norm(op):
+    """:class:`transfer.model.InputStandardization`, (x - mean) / std, as the BatchNormalization that hls4ml
+    converts (inference: gamma 1, beta 0, moving mean and variance the training statistics)."""
+    import keras
+
+    mean = np.asarray(keras.ops.convert_to_numpy(op.mean), dtype=np.float32)
+    variance = np.asarray(keras.ops.convert_to_numpy(op.std), dtype=np.float32) ** 2
+    clone = keras.layers.BatchNormalization(epsilon=1e-6, name=op.name)
+
+    def call(x, **kwargs):
+        y = clone(x)
+        clone.set_weights([np.ones_like(mean), np.zeros_like(mean), mean, variance])
+        return y
+
+    return call
 
 
 def hls_inputs(model, inputs: np.ndarray) -> np.ndarray:

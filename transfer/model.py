@@ -162,6 +162,43 @@ class FeatureScaling(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="hepvision")
+class InputStandardization(keras.layers.Layer):
+    """``(x - mean) / std`` per channel, with the training inputs' statistics stored as weights.
+
+    Networks trained from scratch get it first, so that raw MeV, sign-log and
+    standardised arrays and uint8 pixels reach their first convolution at
+    unit scale, and ``model.keras`` still takes the raw inputs. The statistics
+    are non-trainable weights (not constants), so exports (ONNX, TFLite)
+    carry them like any weight. Always computes in float32.
+    """
+
+    def __init__(self, mean=None, variance=None, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self._initial = (None if mean is None else [float(v) for v in mean],
+                         None if variance is None else [float(v) for v in variance])
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        mean, variance = self._initial
+        self.mean = self.add_weight(name="mean", shape=(channels,), trainable=False,
+                                    initializer=keras.initializers.Constant(mean or [0.0] * channels))
+        self.std = self.add_weight(name="std", shape=(channels,), trainable=False,
+                                   initializer=keras.initializers.Constant(
+                                       [max(v, 1e-12) ** 0.5 for v in variance] if variance else [1.0] * channels))
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        return (x - self.mean) / self.std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config()  # the statistics travel as weights
+
+
 @dataclass
 class TransferModel:
     """The parts of one classifier; all share the same layer objects.
@@ -269,8 +306,7 @@ def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: in
                               value_range=value_range if floats and spec.pretrained else None,
                               name="preprocess")(inputs)
     if normalized:
-        x = keras.layers.Normalization(axis=-1, mean=normalization["mean"], variance=normalization["variance"],
-                                       dtype="float32", name="input_normalization")(x)
+        x = InputStandardization(normalization["mean"], normalization["variance"], name="input_normalization")(x)
     # Pretrained weights always run in inference mode; a network trained from scratch
     # (pretrained=False, or no pretrained weights) follows the training flag, so its BatchNorm layers learn.
     keep_statistics = spec.pretrained and not from_scratch
