@@ -12,6 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = Path(__file__).resolve().parent / "data"
 CMS_SHORT_JSON = TEST_DATA / "cms_json" / "short.json"
 
+# Subprocesses and notebook kernels import this checkout, not another installation of the packages
+# (an editable install of another clone would otherwise be what scripts/demo.py and the notebooks test).
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+
 # Keep TensorFlow quiet and single-threaded enough to share 2 cores with xdist.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
