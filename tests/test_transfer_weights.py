@@ -159,7 +159,9 @@ def test_random_fallback_warns_once_and_is_recorded(data, tmp_path):
     done = run_transfer_cli(["--data", data, "--backbone", "vgg19", "--on-missing-weights", "random",
                              "--fine-tune", "frozen", "--epochs", "1", "--verbose", "0", "--out", out],
                             env=offline_env(tmp_path / "keras"))
-    assert done.returncode == 0, done.stderr[-3000:]
+    # without the weights VGG19 is trained whole from random initialisation; one epoch on 60 blobs may teach
+    # it nothing, and then it must say so (exit 3, COLLAPSED) rather than pass for a result
+    assert done.returncode == 0 or (done.returncode == 3 and "COLLAPSED" in done.stderr), done.stderr[-3000:]
     warnings = [line for line in done.stderr.splitlines() if "WARNING" in line and "ImageNet" in line]
     assert len(warnings) == 1, done.stderr
     assert "vgg19" in warnings[0] and "unavailable" in warnings[0] and "random initialisation" in warnings[0]

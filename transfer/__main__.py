@@ -58,8 +58,8 @@ input scaling (the same rule for every run, applied inside the saved model):
     linearly from the training split's minimum..maximum onto 0..255, then their own
     preprocess_input. For their 3 input channels, 1 channel is repeated, 2 become
     (c0, c1, (c0 + c1) / 2), more are refused.
-  --weights none on a pretrained backbone trains the whole network from the start in one stage
-    (a frozen random backbone would be meaningless); the report says so.
+  A pretrained backbone with --weights none is trained whole from the start in one stage (a
+    frozen random backbone would be meaningless); the report says so.
 
 results you can trust: every run also fits gradient-boosted trees (--baseline trees) on the same
 train/validation/test events and reports them beside the network, with 68 % bootstrap intervals on

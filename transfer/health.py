@@ -35,6 +35,9 @@ CHANCE_TOLERANCE = 0.02
 CHANCE_EPOCHS = 3
 #: AUC at or below which a run at the chance loss learned nothing.
 CHANCE_AUC = 0.55
+#: Validation events below which a loss at the chance value (and an AUC near 0.5) are too noisy to call a
+#: collapse: the AUC of 10 events has a spread of about 0.2. Constant or non-finite predictions count always.
+MIN_EVENTS_FOR_CHANCE = 30
 
 
 def chance_loss(labels, num_classes: int) -> float:
@@ -111,7 +114,7 @@ def _keras_monitor():
             found = [s for s in symptoms(scores, self.val_labels, self.num_classes) if "loss" not in s]
             if loss is not None and not math.isfinite(loss):
                 found.append("the validation loss is not finite: training diverged")
-            if self.at_chance >= CHANCE_EPOCHS:
+            if self.at_chance >= CHANCE_EPOCHS and len(self.val_labels) >= MIN_EVENTS_FOR_CHANCE:
                 found.append(f"the validation loss has stayed at the chance value {self.chance:.3f} for "
                              f"{self.at_chance} epochs")
             if found and not self.events:
@@ -143,14 +146,19 @@ def assess(validation, test, num_classes: int, val_loss: float | None, monitor_e
     ``validation`` and ``test`` are :class:`~transfer.report.SplitScores` of
     the kept model. Collapsed: outputs not finite, or (nearly) constant
     predictions, or a validation loss at the chance value with a validation
-    AUC at or below :data:`CHANCE_AUC`.
+    AUC at or below :data:`CHANCE_AUC` on at least :data:`MIN_EVENTS_FOR_CHANCE` validation events.
     """
     warnings = list(extra_warnings or [])
     found = symptoms(validation.scores, validation.y_true, num_classes, val_loss)
     constant = any("same for every event" in s or "not finite" in s for s in found)
     at_chance = any("chance value" in s for s in found)
     no_skill = network_auc_val is None or network_auc_val <= CHANCE_AUC
-    collapsed = constant or (at_chance and no_skill)
+    enough = len(validation.y_true) >= MIN_EVENTS_FOR_CHANCE
+    collapsed = constant or (at_chance and no_skill and enough)
+    if at_chance and no_skill and not enough:
+        warnings.append(f"only {len(validation.y_true)} validation events: too few to tell whether the network "
+                        f"learned anything (its loss is at the chance value; a collapse is called from "
+                        f"{MIN_EVENTS_FOR_CHANCE} events on, or from constant predictions)")
     if collapsed:
         warnings.insert(0, "COLLAPSED: the network learned nothing (" + "; ".join(found)
                         + "); its numbers are not a result")
