@@ -130,7 +130,9 @@ def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
     makes it count and weigh objects wherever they sit in the picture (an
     event image is symmetric under phi rotations) instead of learning each
     position separately, which is what let the flattened version overfit
-    small samples.
+    small samples. The price: it cannot tell classes apart by where a
+    pattern sits alone (two otherwise identical deposits at different
+    places); use ``cnn`` or ``mlp``, which see positions, for such data.
     """
     import keras
 
