@@ -32,7 +32,7 @@ setup(
         "Augmentor>=0.2.12",
         # headless: batch nodes and CI have no libGL; we never open a window
         "opencv-python-headless>=4.8",
-        "scikit-learn>=1.2",
+        "scikit-learn>=1.4",  # HistGradientBoosting early stopping on a given validation split (X_val)
         "h5py>=3.8",
         "matplotlib>=3.6",
         "tqdm>=4.64",
