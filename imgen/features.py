@@ -33,6 +33,7 @@ from imgen.inputs import InputFile, file_kind
 from imgen.readers import ReadOptions, reader_for
 from imgen.render import CSV_MEDIUM, OBJECT_KINDS
 from imgen.selection import Selection, build_selection, select_objects
+from imgen.writer import CONFIG_NAME
 
 #: Feature names, in column order.
 FEATURE_NAMES = (
@@ -118,7 +119,7 @@ def source_events(path: str | os.PathLike, options: ReadOptions | None = None):
 
 def read_imgen_config(root: str | os.PathLike) -> dict | None:
     """The ``imgen-config.json`` that ``imgen`` wrote into ``root``, or None."""
-    path = Path(root) / "imgen-config.json"
+    path = Path(root) / CONFIG_NAME
     if not path.is_file():
         return None
     try:

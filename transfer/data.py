@@ -339,12 +339,11 @@ class ImageView(DataView):
     @property
     def is_event_image(self) -> bool:
         """Full-azimuth eta-phi event images, as ``imgen`` renders events (its imgen-config.json says so)."""
-        import json
+        from imgen.features import read_imgen_config
 
-        path = self.images.root / "imgen-config.json"
         try:
-            return "render" in json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return "render" in (read_imgen_config(self.images.root) or {})
+        except ValueError:  # ImgenError: not readable JSON
             return False
 
     def _paths(self, split: str) -> list[str]:
