@@ -33,7 +33,7 @@ from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, expand_target, f
                           split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
-from transfer.files import read_run_json
+from transfer.run_folder import read_run_json
 from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target, stratified_indices
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int 
     ``resample`` (:func:`check_prediction_grids`). Columns: ``path``
     (``file#row``), ``score_<class>`` per class, ``predicted_class``.
     """
-    from transfer.predict import load_model, read_classes
+    from transfer.run_folder import load_model, read_classes
     from transfer.report import predictions_table
 
     if model is None and not Path(model_path).is_file():
