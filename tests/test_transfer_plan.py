@@ -106,3 +106,20 @@ def test_the_runner_runs_plans_over_one_view_into_one_folder(images, tmp_path):
     top = yaml.safe_load((out / rf.CONFIG_FILE).read_text())
     assert top["weights_used"] == "none" and top["out"] == str(out) and top.get("classes") is None
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_the_former_entry_point_plans_the_same_way(images, tmp_path):
+    """train_view (callers from before the plans) goes through plan_run: its checks come first."""
+    from transfer.backbones import get_backbone
+    from transfer.train import check_view, train_view
+    from transfer.weights import ResolvedWeights
+
+    config = _config(images, signal="c")
+    with open_data(config) as source:
+        view = source.view()
+        with pytest.raises(OptionError, match="not the configuration's backbone"):
+            train_view(config, get_backbone("cnn"), view, ResolvedWeights(None, "none"), tmp_path / "x")
+        with pytest.raises(OptionError, match="--signal c"):
+            train_view(config, get_backbone("mlp"), view, ResolvedWeights(None, "none"), tmp_path / "x")
+        assert check_view(get_backbone("mlp"), view, _config(images)) == (12, 12)
+    assert not (tmp_path / "x").exists()

@@ -33,7 +33,7 @@ from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, expand_target, f
                           split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
-from transfer.run_folder import read_run_json
+from transfer.files import read_run_json
 from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target, stratified_indices
 
 log = logging.getLogger(__name__)

@@ -74,13 +74,8 @@ class RunPlan:
 
     @property
     def from_scratch(self) -> bool:
-        """One stage, every layer trained: compact networks, and pretrained backbones without weights.
-
-        A frozen stage on a randomly initialised backbone trains a head on
-        features that carry little information; with no weights to keep, the
-        whole network is trained from the start instead (and the report says so).
-        """
-        return not self.spec.pretrained or self.weights.used == "none"
+        """One stage, every layer trained (:func:`trains_from_scratch`)."""
+        return trains_from_scratch(self.spec, self.weights)
 
 
 @dataclass(frozen=True)
@@ -110,6 +105,16 @@ class Part:
     view: "DataView"
     facts: Mapping = field(default_factory=dict)
     info: Mapping = field(default_factory=dict)
+
+
+def trains_from_scratch(spec: BackboneSpec, weights: ResolvedWeights) -> bool:
+    """One stage, every layer trained: compact networks, and pretrained backbones without pretrained weights.
+
+    A frozen stage on a randomly initialised backbone trains a head on
+    features that carry little information; with no weights to keep, the
+    whole network is trained from the start instead (and the report says so).
+    """
+    return not spec.pretrained or weights.used == "none"
 
 
 def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple | None) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from imgen._version import __version__
 from transfer.errors import RunFolderError
+from transfer.files import read_run_json  # noqa: F401  (also a name of this module)
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
@@ -120,24 +121,6 @@ def require_model(model_path: str | os.PathLike) -> Path:
     if not model_path.is_file():
         raise RunFolderError(f"--model {model_path}: no such file")
     return model_path
-
-
-def read_run_json(model_path: str | os.PathLike, name: str, required_keys: tuple[str, ...]) -> dict:
-    """The JSON file ``name`` that training wrote beside ``model_path`` (classes.json, arrays.json).
-
-    Errors name the file and what predict needs from it.
-    """
-    path = Path(model_path).with_name(name)
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise RunFolderError(f"{path}: not found; predict needs the {name} that training writes "
-                             "beside model.keras") from None
-    except json.JSONDecodeError as exc:
-        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict) or any(key not in info for key in required_keys):
-        raise RunFolderError(f"{path}: expected a JSON object with the keys {', '.join(required_keys)}")
-    return info
 
 
 def read_classes(model_path: str | os.PathLike) -> dict:

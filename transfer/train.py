@@ -25,10 +25,14 @@ n_events / (n_classes * n_events_of_its_class) (scikit-learn's
 ``compute_class_weight``) in every stage.
 
 Data come from :func:`transfer.sources.open_data`: image folders or HDF5
-arrays, behind one interface. Cross-validation (``folds``) and the
-training-set-size scan (``train_fraction``) run several of these trainings:
-see :mod:`transfer.crossval` and :mod:`transfer.scan`, or
-:func:`transfer.experiments.run_experiment`, which picks the right one.
+arrays, behind one interface. A run is first planned (:mod:`transfer.plan`:
+a frozen :class:`~transfer.plan.RunPlan`, every check done), then executed by
+:func:`run_plan`, the one runner; the run folder's files are written through
+:mod:`transfer.run_folder`. Cross-validation (``folds``) and the
+training-set-size scan (``train_fraction``) are several plans run into one
+folder plus a summary (:func:`run_plans`): see :mod:`transfer.crossval` and
+:mod:`transfer.scan`, or :func:`transfer.experiments.run_experiment`, which
+picks the right one.
 
 Example (a notebook)::
 
@@ -51,12 +55,14 @@ import numpy as np
 
 from imgen._version import __version__
 from transfer import run_folder
-from transfer.backbones import BackboneSpec
+from transfer.backbones import BackboneSpec, get_backbone
 from transfer.config import TrainConfig
 from transfer.errors import OptionError
 from transfer.files import staged_folder
 from transfer.health import input_warnings
-from transfer.plan import ExperimentPlan, RunPlan, output_folder, plan_run
+# check_view and trains_from_scratch are also names of this module (callers from before the plans)
+from transfer.plan import (ExperimentPlan, RunPlan, check_view, output_folder, plan_run,  # noqa: F401
+                           trains_from_scratch)
 from transfer.report import SplitScores, write_run_report
 from transfer.sources import DataView, open_data
 from transfer.weights import ResolvedWeights
@@ -314,6 +320,17 @@ def run_plans(plan: ExperimentPlan, summarize: Callable) -> tuple[list[RunResult
         summary = summarize(staging, plan, runs)
         run_folder.write_config(staging, plan.record, run_folder.run_facts(plan.weights))
     return runs, summary
+
+
+def train_view(config: TrainConfig, spec: BackboneSpec, view: DataView, weights: ResolvedWeights, out: Path,
+               into: Path | None = None, record: TrainConfig | None = None, recorded: dict | None = None,
+               extra_info: dict | None = None) -> RunResult:
+    """Plan and run one model on ``view`` (the former entry point; new code builds a plan with
+    :func:`transfer.plan.plan_run` and calls :func:`run_plan`). ``spec`` must be ``config.backbone``'s."""
+    if spec.name != get_backbone(config.backbone).name:
+        raise OptionError(f"train_view: spec {spec.name!r} is not the configuration's backbone {config.backbone!r}")
+    return run_plan(plan_run(config, view, Path(out), weights=weights, record=record, facts=recorded,
+                             info=extra_info), into)
 
 
 def build_parts(plan: RunPlan, strategy=None, normalization: dict | None = None):
