@@ -80,3 +80,62 @@ def test_weights_default_to_imagenet_for_pretrained_and_none_for_compact_network
 
     with pytest.raises(TransferError, match="trained from scratch"):
         resolve_weights(get_backbone("cnn"), "imagenet")
+
+
+# --- the training command's flags, generated from the fields ------------------------------------------------
+
+def test_every_field_is_one_flag_in_its_group_with_its_help():
+    import dataclasses
+
+    from transfer.__main__ import build_train_parser
+    from transfer.config import OPTION_GROUPS, cli_options
+
+    parser = build_train_parser()
+    flags = {action.dest: action for action in parser._actions}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(fields) <= set(flags)
+    titles = {action.dest: group.title for group in parser._action_groups for action in group._group_actions}
+    for option in cli_options():
+        assert titles[option.name] == OPTION_GROUPS[fields[option.name].metadata["group"]]
+        assert flags[option.name].option_strings[0] == option.flag
+        assert "{" not in option.arguments["help"] and option.arguments["help"]  # every placeholder filled
+    assert "default: 0.8,0.1,0.1" in flags["split"].help
+    assert "default: 0.001 for pretrained backbones" in flags["lr"].help
+    assert "vgg19" in flags["backbone"].help and "smallcnn are compact" in flags["backbone"].help
+    assert "rmsprop" in flags["optimizer"].help
+
+
+def test_flags_parse_into_the_config_with_the_fields_types(tmp_path):
+    from transfer.__main__ import build_train_parser
+
+    args = vars(build_train_parser().parse_args([
+        "--data", "a=x.h5", "b=y.h5", "--x-key", "X", "--lr", "3e-4", "--epochs", "2", "--no-feature-cache",
+        "--crop", "--scale", "log", "--verbose", "0", "--split", "0.6,0.2,0.2", "--image-size", "40"]))
+    args.pop("config")
+    config = load_config(None, **args)
+    assert config.data == ["a=x.h5", "b=y.h5"] and config.lr == 3e-4 and config.epochs == 2
+    assert config.feature_cache is False and config.crop is True and config.verbose == 0
+    assert config.split == (0.6, 0.2, 0.2) and config.image_size == (40, 40) and config.scale == "log"
+    assert config.batch_size == 32  # not given: the field's default
+    assert "batch_size" not in args  # so that --config values are not overridden by defaults
+    parser = build_train_parser()
+    for bad in (["--scale", "sqrt"], ["--epochs", "two"], ["--verbose", "3"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--data", "d", *bad])
+
+
+def test_a_new_field_is_a_new_flag():
+    import dataclasses
+    from typing import Optional
+
+    from transfer.config import cli_options, option
+
+    Extended = dataclasses.make_dataclass("Extended", [
+        ("warmup_epochs", Optional[int], option(None, group="training", metavar="N",
+                                                  help="epochs of linear warm-up ({default})")),
+        ("ema", bool, option(False, group="training", help="keep an average of the weights"))])
+    first, second = cli_options(Extended)
+    assert (first.flag, first.group, first.arguments["type"], first.arguments["metavar"]) == \
+        ("--warmup-epochs", "training", int, "N")
+    assert first.arguments["help"] == "epochs of linear warm-up (default: None)"
+    assert second.flag == "--ema" and second.arguments["action"].__name__ == "BooleanOptionalAction"

@@ -17,15 +17,12 @@ import sys
 
 from imgen._version import __version__
 from transfer.backbones import BACKBONES, format_backbone_table
-from transfer.config import (AUTO_ON_OFF, BASELINES, CLASS_WEIGHTS, DISTRIBUTE, FINE_TUNE_MODES,
-                             ON_MISSING_WEIGHTS, SCALES, TrainConfig, load_config, read_config_file)
+from transfer.config import OPTION_GROUPS, TrainConfig, cli_options, load_config, read_config_file
 from transfer.errors import TransferError
-from transfer.optimizers import OPTIMIZERS
 
 PROG = "python -m transfer"
 #: Exit status of a training run whose network collapsed (learned nothing): results were written, but are not one.
 EXIT_COLLAPSED = 3
-DEFAULTS = TrainConfig.__dataclass_fields__
 COMPACT = ", ".join(sorted(name for name, spec in BACKBONES.items() if not spec.pretrained))
 
 EXAMPLES = f"""\
@@ -75,21 +72,6 @@ arrays.json for HDF5 data). --folds K writes OUT/fold-1 ... OUT/fold-K and OUT/f
 """
 
 
-def _recipe(name: str) -> str:
-    """The per-kind default of lr, epochs, patience (transfer.config.RECIPE_DEFAULTS)."""
-    from transfer.config import RECIPE_DEFAULTS
-
-    return (f"default: {RECIPE_DEFAULTS[True][name]:g} for pretrained backbones, {RECIPE_DEFAULTS[False][name]:g} "
-            "for networks trained from scratch")
-
-
-def _default(name: str) -> str:
-    value = DEFAULTS[name].default
-    if isinstance(value, tuple):
-        value = ",".join(f"{v:g}" for v in value)
-    return f"default: {value}"
-
-
 TRAIN_DESCRIPTION = (
     "Fine-tune a pretrained CNN backbone on eta-phi event images or HDF5 calorimeter arrays, in two stages "
     "(head on a frozen backbone, then fine-tuning at a lower learning rate), or train a compact network "
@@ -98,7 +80,8 @@ TRAIN_DESCRIPTION = (
 
 def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                        epilog: str | None = EXAMPLES) -> argparse.ArgumentParser:
-    """The training options (the default action); every one maps to a TrainConfig field."""
+    """The training options (the default action): one flag per TrainConfig field, generated from the
+    fields' declarations (:func:`transfer.config.cli_options`), so a new option is one field."""
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
         argument_default=argparse.SUPPRESS, description=description)
@@ -110,153 +93,10 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                         help="read options from this YAML file (e.g. a run's config.yaml); flags given "
                              "on the command line override it")
 
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="DIR|FILE|CLASS=FILE", nargs="+",
-                      help="an image folder: with manifest.csv (its train/validation/test split is used) "
-                           "or with one subfolder of PNGs per class (a stratified split is made); or HDF5 "
-                           "arrays (when --x-key is given or the values are .h5/.hdf5 files): CLASS=FILE|"
-                           "FOLDER|GLOB per class (the class from the file), FILE(s) with --y-key and "
-                           "--classes (labels from a key), or a folder of class folders or files (default: ./images "
-                           "when it holds manifest.csv, i.e. the output of python -m imgen)")
-    data.add_argument("--classes", metavar="A,B,...",
-                      help="class names, in label order (may be a subset for images; for HDF5 labels "
-                           "from --y-key: the names of ids 0, 1, ...); default: all, sorted. For two "
-                           "classes the second is the signal class unless --signal says otherwise")
-    data.add_argument("--split", metavar="TRAIN,VAL,TEST",
-                      help="fractions of the stratified split made when there is no manifest.csv (for "
-                           "HDF5: per class, so labels from a key or from one file per class give the "
-                           f"same split); recorded in the run folder as split.csv ({_default('split')})")
-    data.add_argument("--image-size", metavar="N|HxW",
-                      help="size the backbone sees, in pixels: images (and arrays) are resized on the fly "
-                           "inside the model, which still takes inputs of their own size; sizes below the "
-                           "backbone's minimum (see --list-backbones) are refused with the size to pass "
-                           "here (default: the inputs' own size)")
-    data.add_argument("--strict", action=argparse.BooleanOptionalAction,
-                      help="refuse data whose validation or test split lacks a class (by default a warning: "
-                           "that class's figures are reported as n/a) (default: off)")
-    data.add_argument("--augment-on-the-fly", action=argparse.BooleanOptionalAction,
-                      help="light physics augmentation of training images inside tf.data: random roll "
-                           "along phi, flips eta->-eta and phi->-phi. Turns the frozen-stage feature "
-                           "cache off, so the head stage is much slower (default: on for networks trained "
-                           "from scratch on eta-phi images rendered by imgen, off otherwise)")
-
-    arrays = parser.add_argument_group("HDF5 arrays (float32 all the way; fitted on the training split only)")
-    arrays.add_argument("--x-key", metavar="KEY[,KEY...]",
-                        help="dataset key of the images (N, rows, cols[, channels]); several keys "
-                             "(e.g. layer_0,layer_1,layer_2) are resampled onto a common grid, conserving "
-                             "each cell's energy, and stacked as channels")
-    arrays.add_argument("--y-key", metavar="KEY", help="dataset key of the integer labels (needs --classes)")
-    arrays.add_argument("--channels", metavar="I|NAME,...",
-                        help="channels to keep, by index or name (e.g. 0 or energy); default: all")
-    arrays.add_argument("--scale", choices=SCALES,
-                        help="value scale: none, log (sign(x) log(1 + |x|)) or standardize (per channel, "
-                             "mean and std of the training split, saved with the model so that predict "
-                             f"applies the same) ({_default('scale')})")
-    arrays.add_argument("--min-value", type=float, metavar="V",
-                        help="zero suppression: values below V become 0 (default: none)")
-    arrays.add_argument("--crop", action=argparse.BooleanOptionalAction,
-                        help="drop the outer rows and columns that are zero in every training event "
-                             "(default: off)")
-
-    model = parser.add_argument_group("model and weights")
-    model.add_argument("--backbone", metavar="NAME",
-                       help=f"one of {', '.join(sorted(BACKBONES))} ({_default('backbone')}); "
-                            f"{COMPACT} are compact networks trained from scratch (one stage, all layers, "
-                            "--lr and --epochs; any input size and channel count; --weights none); "
-                            "see --list-backbones")
-    model.add_argument("--weights", metavar="auto|imagenet|none|PATH",
-                       help="backbone initialisation: auto (imagenet for pretrained backbones, none for "
-                            "networks trained from scratch), ImageNet weights through Keras' cache "
-                            "($KERAS_HOME/models, default ~/.keras/models; downloaded when missing), "
-                            "none (random; the only choice, besides a file, for networks trained from "
-                            f"scratch), or a weights file for this backbone ({_default('weights')})")
-    model.add_argument("--on-missing-weights", choices=ON_MISSING_WEIGHTS,
-                       help="when ImageNet weights cannot be had: error (stop, naming the file to "
-                            "seed the cache with) or random (train from random initialisation, with "
-                            "a warning, recorded as weights_used: none) "
-                            f"({_default('on_missing_weights')})")
-    model.add_argument("--head-units", type=int, metavar="N",
-                       help="units of the head's hidden dense layer, 0 for none; not for compact networks, "
-                            f"which keep their own classifier layers ({_default('head_units')})")
-    model.add_argument("--dropout", type=float, metavar="P",
-                       help=f"dropout rate in the head; not for compact networks ({_default('dropout')})")
-
-    training = parser.add_argument_group("training")
-    training.add_argument("--fine-tune", choices=FINE_TUNE_MODES,
-                          help="after training the head on the frozen backbone: stop (frozen), open the "
-                               "top --unfreeze layers (partial) or all layers (full) and train on at "
-                               "the lower learning rate; the BatchNorm layers of pretrained backbones "
-                               f"stay frozen and in inference mode ({_default('fine_tune')})")
-    training.add_argument("--unfreeze", type=int, metavar="N",
-                          help="partial: number of top backbone layers with weights to open, counted "
-                               "from the output down, BatchNorm layers not counted (VGG19: 4 = block5) "
-                               f"({_default('unfreeze')})")
-    training.add_argument("--fine-tune-lr-factor", type=float, metavar="F",
-                          help="fine-tuning learning rate = --lr x F "
-                               f"({_default('fine_tune_lr_factor')})")
-    training.add_argument("--optimizer", metavar="NAME",
-                          help=f"one of {', '.join(OPTIMIZERS)} ({_default('optimizer')})")
-    training.add_argument("--lr", type=float, metavar="RATE",
-                          help="learning rate of the head stage, or of the whole network trained from scratch "
-                               f"({_recipe('lr')})")
-    training.add_argument("--epochs", type=int, metavar="N",
-                          help=f"maximum epochs of the head stage, or of training from scratch ({_recipe('epochs')})")
-    training.add_argument("--fine-tune-epochs", type=int, metavar="N",
-                          help=f"maximum epochs of the fine-tuning stage ({_default('fine_tune_epochs')})")
-    training.add_argument("--batch-size", type=int, metavar="N",
-                          help=f"global batch size ({_default('batch_size')})")
-    training.add_argument("--patience", type=int, metavar="N",
-                          help="stop a stage after N epochs without a lower validation loss, and halve "
-                               "the learning rate after N/2; 0 turns both off. The weights with the "
-                               "lowest validation loss over both stages are kept "
-                               f"({_recipe('patience')})")
-    training.add_argument("--seed", type=int,
-                          help=f"seed of the split, shuffling, augmentation and initialisation ({_default('seed')})")
-    training.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
-                          help="frozen stage: compute the backbone's outputs once and train the head on "
-                               "them (off with --augment-on-the-fly) (default: on)")
-
-    training.add_argument("--class-weight", choices=CLASS_WEIGHTS,
-                          help="balanced: weight each training event by n / (classes x n_class) "
-                               "(scikit-learn compute_class_weight), in every stage; auto: balanced when the "
-                               f"largest class has over 1.5x the smallest's training events ({_default('class_weight')})")
-
-    evaluation = parser.add_argument_group("evaluation and experiments")
-    evaluation.add_argument("--baseline", choices=BASELINES,
-                            help="trees: also fit gradient-boosted trees on the same train/validation/test "
-                                 "events (physics objects of imgen's source events, pooled cells of arrays, "
-                                 "else downsampled pixels) and report them beside the network; none: skip "
-                                 f"({_default('baseline')})")
-    evaluation.add_argument("--signal", metavar="CLASS",
-                            help="two classes: the signal class of the background rejection at 50/80/90 %% "
-                                 "signal efficiency, the ROC and the discriminant (default: the second "
-                                 "class); more classes: each class in turn, one vs rest")
-    evaluation.add_argument("--folds", type=int, metavar="K",
-                            help="stratified K-fold cross-validation: OUT/fold-1 ... OUT/fold-K, every event "
-                                 "tested once, plus OUT/folds_summary.json/.md with mean and std of every "
-                                 "metric (default: off)")
-    evaluation.add_argument("--train-fraction", metavar="F[,F...]",
-                            help="training-set-size scan: one run per fraction of the training split "
-                                 "(stratified subsets, same validation and test events) in OUT/fraction-F, "
-                                 "plus OUT/train_fraction_scan.csv/.png (e.g. 0.1,0.3,1.0)")
-
-    hardware = parser.add_argument_group("hardware")
-    hardware.add_argument("--mixed-precision", choices=AUTO_ON_OFF,
-                          help=f"float16 compute (auto: on with a GPU) ({_default('mixed_precision')})")
-    hardware.add_argument("--xla", choices=AUTO_ON_OFF,
-                          help="XLA compilation (jit_compile; auto: on with a GPU, off when "
-                               f"distributed) ({_default('xla')})")
-    hardware.add_argument("--distribute", choices=DISTRIBUTE,
-                          help="tf.distribute strategy: mirrored (all local GPUs) or multiworker (the "
-                               f"cluster in TF_CONFIG) ({_default('distribute')})")
-
-    output = parser.add_argument_group("output")
-    output.add_argument("--out", metavar="DIR",
-                        help="run folder to create (default: runs/<backbone>-<optimizer>-<fine-tune>)")
-    output.add_argument("--overwrite", action=argparse.BooleanOptionalAction,
-                        help="replace an existing run folder (default: refuse)")
-    output.add_argument("--verbose", type=int, choices=(0, 1, 2), metavar="0|1|2",
-                        help=f"Keras progress: 0 silent, 1 bars, 2 one line per epoch ({_default('verbose')})")
+    groups = {key: parser.add_argument_group(title) for key, title in OPTION_GROUPS.items()}
+    order = list(OPTION_GROUPS)
+    for option in sorted(cli_options(), key=lambda option: order.index(option.group)):  # usage line by group
+        groups[option.group].add_argument(option.flag, **option.arguments)
     return parser
 
 

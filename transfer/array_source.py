@@ -266,7 +266,7 @@ def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int 
     ``resample`` (:func:`check_prediction_grids`). Columns: ``path``
     (``file#row``), ``score_<class>`` per class, ``predicted_class``.
     """
-    from transfer.predict import load_model, read_classes
+    from transfer.run_folder import load_model, read_classes
     from transfer.report import predictions_table
 
     if model is None and not Path(model_path).is_file():

@@ -15,13 +15,14 @@ reproduces it. ``config.yaml`` also records facts about the run
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from transfer.errors import TransferError
+from transfer.errors import OptionError
 from transfer.files import write_text_atomic
 
 FINE_TUNE_MODES = ("frozen", "partial", "full")
@@ -40,12 +41,39 @@ RECORDED_KEYS = ("weights_used", "weights_reason", "weights_file", "hepvision_ve
                  "train_fraction_run")
 
 
+#: Groups of ``python -m transfer --help``, in the order shown: key (a field's ``group``) -> title.
+OPTION_GROUPS = {
+    "data": "data",
+    "arrays": "HDF5 arrays (float32 all the way; fitted on the training split only)",
+    "model": "model and weights",
+    "training": "training",
+    "evaluation": "evaluation and experiments",
+    "hardware": "hardware",
+    "output": "output",
+}
+
+
+def option(default: Any = dataclasses.MISSING, *, group: str, help: str, metavar: str | None = None,
+           choices: tuple | None = None, nargs: str | None = None):
+    """A :class:`TrainConfig` field that is also the command-line flag ``--name-with-dashes``.
+
+    ``help`` may name ``{default}`` (the field's default, as ``default: X``),
+    ``{recipe}`` (the per-kind default of :data:`RECIPE_DEFAULTS`),
+    ``{backbones}``, ``{compact}`` and ``{optimizers}`` (the registries'
+    names); the flag's type follows the field's annotation (``bool``: an
+    ``--x/--no-x`` pair, ``int``, ``float``, else text). See :func:`cli_options`.
+    """
+    return dataclasses.field(default=default, metadata={
+        "group": group, "help": help, "metavar": metavar, "choices": choices, "nargs": nargs})
+
+
 @dataclass
 class TrainConfig:
     """Every option of a training run (the CLI flags, with ``-`` as ``_``).
 
-    See ``python -m transfer --help`` for what each one does; the defaults
-    here are the CLI's defaults. Values are checked and normalised on
+    Each field declares its flag too (:func:`option`): ``python -m transfer
+    --help`` is generated from these fields, so a new option is one field. The
+    defaults here are the CLI's defaults. Values are checked and normalised on
     construction (``image_size="64x48"`` becomes ``(64, 48)``, ``split``
     may be ``"0.8,0.1,0.1"``, ``classes`` may be ``"a,b"``,
     ``train_fraction`` may be ``"0.1,0.3,1"``). ``data`` is one string (an
@@ -53,45 +81,153 @@ class TrainConfig:
     ``class=...`` items); see :mod:`transfer.sources` for how it is read.
     """
 
-    data: Any
-    out: Optional[str] = None
-    backbone: str = "vgg19"
-    weights: str = "auto"
-    on_missing_weights: str = "error"
-    fine_tune: str = "partial"
-    unfreeze: int = 4
-    fine_tune_lr_factor: float = 0.1
-    optimizer: str = "adam"
-    lr: Optional[float] = None
-    epochs: Optional[int] = None
-    fine_tune_epochs: int = 10
-    batch_size: int = 32
-    image_size: Optional[tuple] = None
-    head_units: int = 256
-    dropout: float = 0.3
-    patience: Optional[int] = None
-    classes: Optional[list] = None
-    split: tuple = (0.8, 0.1, 0.1)
-    seed: int = 42
-    feature_cache: bool = True
-    augment_on_the_fly: Optional[bool] = None
-    mixed_precision: str = "auto"
-    xla: str = "auto"
-    distribute: str = "none"
-    overwrite: bool = False
-    verbose: int = 2
-    x_key: Optional[str] = None
-    y_key: Optional[str] = None
-    channels: Optional[str] = None
-    scale: str = "none"
-    min_value: Optional[float] = None
-    crop: bool = False
-    class_weight: str = "auto"
-    signal: Optional[str] = None
-    folds: int = 0
-    train_fraction: Optional[tuple] = None
-    baseline: str = "trees"
-    strict: bool = False
+    data: Any = option(
+        group="data", metavar="DIR|FILE|CLASS=FILE", nargs="+",
+        help="an image folder: with manifest.csv (its train/validation/test split is used) or with one "
+             "subfolder of PNGs per class (a stratified split is made); or HDF5 arrays (when --x-key is given "
+             "or the values are .h5/.hdf5 files): CLASS=FILE|FOLDER|GLOB per class (the class from the file), "
+             "FILE(s) with --y-key and --classes (labels from a key), or a folder of class folders or files "
+             "(default: ./images when it holds manifest.csv, i.e. the output of python -m imgen)")
+    out: Optional[str] = option(
+        None, group="output", metavar="DIR",
+        help="run folder to create (default: runs/<backbone>-<optimizer>-<fine-tune>)")
+    backbone: str = option(
+        "vgg19", group="model", metavar="NAME",
+        help="one of {backbones} ({default}); {compact} are compact networks trained from scratch (one stage, "
+             "all layers, --lr and --epochs; any input size and channel count; --weights none); see "
+             "--list-backbones")
+    weights: str = option(
+        "auto", group="model", metavar="auto|imagenet|none|PATH",
+        help="backbone initialisation: auto (imagenet for pretrained backbones, none for networks trained from "
+             "scratch), ImageNet weights through Keras' cache ($KERAS_HOME/models, default ~/.keras/models; "
+             "downloaded when missing), none (random; the only choice, besides a file, for networks trained "
+             "from scratch), or a weights file for this backbone ({default})")
+    on_missing_weights: str = option(
+        "error", group="model", choices=ON_MISSING_WEIGHTS,
+        help="when ImageNet weights cannot be had: error (stop, naming the file to seed the cache with) or "
+             "random (train from random initialisation, with a warning, recorded as weights_used: none) "
+             "({default})")
+    fine_tune: str = option(
+        "partial", group="training", choices=FINE_TUNE_MODES,
+        help="after training the head on the frozen backbone: stop (frozen), open the top --unfreeze layers "
+             "(partial) or all layers (full) and train on at the lower learning rate; the BatchNorm layers of "
+             "pretrained backbones stay frozen and in inference mode ({default})")
+    unfreeze: int = option(
+        4, group="training", metavar="N",
+        help="partial: number of top backbone layers with weights to open, counted from the output down, "
+             "BatchNorm layers not counted (VGG19: 4 = block5) ({default})")
+    fine_tune_lr_factor: float = option(
+        0.1, group="training", metavar="F", help="fine-tuning learning rate = --lr x F ({default})")
+    optimizer: str = option("adam", group="training", metavar="NAME", help="one of {optimizers} ({default})")
+    lr: Optional[float] = option(
+        None, group="training", metavar="RATE",
+        help="learning rate of the head stage, or of the whole network trained from scratch ({recipe})")
+    epochs: Optional[int] = option(
+        None, group="training", metavar="N",
+        help="maximum epochs of the head stage, or of training from scratch ({recipe})")
+    fine_tune_epochs: int = option(
+        10, group="training", metavar="N", help="maximum epochs of the fine-tuning stage ({default})")
+    batch_size: int = option(32, group="training", metavar="N", help="global batch size ({default})")
+    image_size: Optional[tuple] = option(
+        None, group="data", metavar="N|HxW",
+        help="size the backbone sees, in pixels: images (and arrays) are resized on the fly inside the model, "
+             "which still takes inputs of their own size; sizes below the backbone's minimum (see "
+             "--list-backbones) are refused with the size to pass here (default: the inputs' own size)")
+    head_units: int = option(
+        256, group="model", metavar="N",
+        help="units of the head's hidden dense layer, 0 for none; not for compact networks, which keep their "
+             "own classifier layers ({default})")
+    dropout: float = option(
+        0.3, group="model", metavar="P", help="dropout rate in the head; not for compact networks ({default})")
+    patience: Optional[int] = option(
+        None, group="training", metavar="N",
+        help="stop a stage after N epochs without a lower validation loss, and halve the learning rate after "
+             "N/2; 0 turns both off. The weights with the lowest validation loss over both stages are kept "
+             "({recipe})")
+    classes: Optional[list] = option(
+        None, group="data", metavar="A,B,...",
+        help="class names, in label order (may be a subset for images; for HDF5 labels from --y-key: the "
+             "names of ids 0, 1, ...); default: all, sorted. For two classes the second is the signal class "
+             "unless --signal says otherwise")
+    split: tuple = option(
+        (0.8, 0.1, 0.1), group="data", metavar="TRAIN,VAL,TEST",
+        help="fractions of the stratified split made when there is no manifest.csv (for HDF5: per class, so "
+             "labels from a key or from one file per class give the same split); recorded in the run folder "
+             "as split.csv ({default})")
+    seed: int = option(
+        42, group="training",
+        help="seed of the split, shuffling, augmentation and initialisation ({default})")
+    feature_cache: bool = option(
+        True, group="training",
+        help="frozen stage: compute the backbone's outputs once and train the head on them (off with "
+             "--augment-on-the-fly) (default: on)")
+    augment_on_the_fly: Optional[bool] = option(
+        None, group="data",
+        help="light physics augmentation of training images inside tf.data: random roll along phi, flips "
+             "eta->-eta and phi->-phi. Turns the frozen-stage feature cache off, so the head stage is much "
+             "slower (default: on for networks trained from scratch on eta-phi images rendered by imgen, off "
+             "otherwise)")
+    mixed_precision: str = option(
+        "auto", group="hardware", choices=AUTO_ON_OFF, help="float16 compute (auto: on with a GPU) ({default})")
+    xla: str = option(
+        "auto", group="hardware", choices=AUTO_ON_OFF,
+        help="XLA compilation (jit_compile; auto: on with a GPU, off when distributed) ({default})")
+    distribute: str = option(
+        "none", group="hardware", choices=DISTRIBUTE,
+        help="tf.distribute strategy: mirrored (all local GPUs) or multiworker (the cluster in TF_CONFIG) "
+             "({default})")
+    overwrite: bool = option(
+        False, group="output", help="replace an existing run folder (default: refuse)")
+    verbose: int = option(
+        2, group="output", metavar="0|1|2", choices=(0, 1, 2),
+        help="Keras progress: 0 silent, 1 bars, 2 one line per epoch ({default})")
+    x_key: Optional[str] = option(
+        None, group="arrays", metavar="KEY[,KEY...]",
+        help="dataset key of the images (N, rows, cols[, channels]); several keys (e.g. "
+             "layer_0,layer_1,layer_2) are resampled onto a common grid, conserving each cell's energy, and "
+             "stacked as channels")
+    y_key: Optional[str] = option(
+        None, group="arrays", metavar="KEY", help="dataset key of the integer labels (needs --classes)")
+    channels: Optional[str] = option(
+        None, group="arrays", metavar="I|NAME,...",
+        help="channels to keep, by index or name (e.g. 0 or energy); default: all")
+    scale: str = option(
+        "none", group="arrays", choices=SCALES,
+        help="value scale: none, log (sign(x) log(1 + |x|)) or standardize (per channel, mean and std of the "
+             "training split, saved with the model so that predict applies the same) ({default})")
+    min_value: Optional[float] = option(
+        None, group="arrays", metavar="V", help="zero suppression: values below V become 0 (default: none)")
+    crop: bool = option(
+        False, group="arrays",
+        help="drop the outer rows and columns that are zero in every training event (default: off)")
+    class_weight: str = option(
+        "auto", group="training", choices=CLASS_WEIGHTS,
+        help="balanced: weight each training event by n / (classes x n_class) (scikit-learn "
+             "compute_class_weight), in every stage; auto: balanced when the largest class has over 1.5x the "
+             "smallest's training events ({default})")
+    signal: Optional[str] = option(
+        None, group="evaluation", metavar="CLASS",
+        help="two classes: the signal class of the background rejection at 50/80/90 %% signal efficiency, the "
+             "ROC and the discriminant (default: the second class); more classes: each class in turn, one vs "
+             "rest")
+    folds: int = option(
+        0, group="evaluation", metavar="K",
+        help="stratified K-fold cross-validation: OUT/fold-1 ... OUT/fold-K, every event tested once, plus "
+             "OUT/folds_summary.json/.md with mean and std of every metric (default: off)")
+    train_fraction: Optional[tuple] = option(
+        None, group="evaluation", metavar="F[,F...]",
+        help="training-set-size scan: one run per fraction of the training split (stratified subsets, same "
+             "validation and test events) in OUT/fraction-F, plus OUT/train_fraction_scan.csv/.png (e.g. "
+             "0.1,0.3,1.0)")
+    baseline: str = option(
+        "trees", group="evaluation", choices=BASELINES,
+        help="trees: also fit gradient-boosted trees on the same train/validation/test events (physics objects "
+             "of imgen's source events, pooled cells of arrays, else downsampled pixels) and report them "
+             "beside the network; none: skip ({default})")
+    strict: bool = option(
+        False, group="data",
+        help="refuse data whose validation or test split lacks a class (by default a warning: that class's "
+             "figures are reported as n/a) (default: off)")
 
     def __post_init__(self):
         from transfer.backbones import get_backbone
@@ -124,9 +260,9 @@ class TrainConfig:
         _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _check_choice("baseline", self.baseline, BASELINES)
         if self.folds == 1 or self.folds < 0:
-            raise TransferError(f"folds {self.folds}: cross-validation needs at least 2 folds (0 turns it off)")
+            raise OptionError(f"folds {self.folds}: cross-validation needs at least 2 folds (0 turns it off)")
         if self.folds and self.train_fraction:
-            raise TransferError("folds and train_fraction cannot be combined: run the training-set-size "
+            raise OptionError("folds and train_fraction cannot be combined: run the training-set-size "
                                 "scan and the cross-validation separately")
         _check_choice("fine_tune", self.fine_tune, FINE_TUNE_MODES)
         _check_choice("on_missing_weights", self.on_missing_weights, ON_MISSING_WEIGHTS)
@@ -134,7 +270,7 @@ class TrainConfig:
         _check_choice("xla", self.xla, AUTO_ON_OFF)
         _check_choice("distribute", self.distribute, DISTRIBUTE)
         if self.optimizer not in OPTIMIZERS:
-            raise TransferError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+            raise OptionError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.weights == "auto":  # a default per kind of network, not a fallback
             self.weights = "imagenet" if spec.pretrained else "none"
         _check_range("lr", self.lr, low=0.0, low_open=True)
@@ -183,12 +319,71 @@ def option_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+@dataclass(frozen=True)
+class CliOption:
+    """One flag of the training command: ``parser.add_argument_group(OPTION_GROUPS[group])
+    .add_argument(flag, **arguments)``; its value lands in ``TrainConfig.<name>``."""
+
+    name: str
+    flag: str
+    group: str
+    arguments: dict
+
+
+#: How a field's annotation (``T`` or ``Optional[T]``) becomes a flag: T -> add_argument arguments (else: text).
+FLAG_KINDS = {"bool": {"action": argparse.BooleanOptionalAction}, "int": {"type": int}, "float": {"type": float}}
+
+
+def _default_text(value) -> str:
+    if isinstance(value, tuple):
+        value = ",".join(f"{v:g}" for v in value)
+    return f"default: {value}"
+
+
+def _recipe_text(name: str) -> str:
+    """The per-kind default of lr, epochs, patience (:data:`RECIPE_DEFAULTS`)."""
+    if name not in RECIPE_DEFAULTS[True]:
+        return ""
+    return (f"default: {RECIPE_DEFAULTS[True][name]:g} for pretrained backbones, {RECIPE_DEFAULTS[False][name]:g} "
+            "for networks trained from scratch")
+
+
+def _base_type(annotation) -> str:
+    """``"int"`` for ``int``, ``"int"``, ``Optional[int]`` or ``"Optional[int]"``."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    return text.removeprefix("typing.").removeprefix("Optional[").removesuffix("]")
+
+
+def cli_options(config_class: type | None = None) -> list[CliOption]:
+    """The flags of ``python -m transfer`` (and ``lr-find``), one per :class:`TrainConfig` field, in field order.
+
+    Help, metavar, choices and nargs come from the field's :func:`option`
+    metadata, the type from its annotation; no default is set (a flag that is
+    not given leaves the value of ``--config`` or TrainConfig's default).
+    ``config_class``: another dataclass of :func:`option` fields (default TrainConfig).
+    """
+    from transfer.backbones import BACKBONES
+    from transfer.optimizers import OPTIMIZERS
+
+    names = {"backbones": ", ".join(sorted(BACKBONES)), "optimizers": ", ".join(OPTIMIZERS),
+             "compact": ", ".join(sorted(name for name, spec in BACKBONES.items() if not spec.pretrained))}
+    options = []
+    for f in dataclasses.fields(config_class or TrainConfig):
+        meta = f.metadata
+        kind = FLAG_KINDS.get(_base_type(f.type), {})
+        arguments = {**kind, "help": meta["help"].format(default=_default_text(f.default),
+                                                         recipe=_recipe_text(f.name), **names)}
+        arguments.update({key: meta[key] for key in ("metavar", "choices", "nargs") if meta.get(key) is not None})
+        options.append(CliOption(f.name, "--" + f.name.replace("_", "-"), meta["group"], arguments))
+    return options
+
+
 def parse_data(value) -> str | list[str]:
     """``--data``: one value stays a string, several become a list of strings."""
     items = [value] if isinstance(value, (str, os.PathLike)) else list(value or [])
     items = [str(item) for item in items if str(item).strip()]
     if not items:
-        raise TransferError("--data is required: an image folder with manifest.csv or class subfolders, "
+        raise OptionError("--data is required: an image folder with manifest.csv or class subfolders, "
                             "or HDF5 files (CLASS=FILE ... or FILE --y-key KEY --classes A,B) with --x-key")
     return items[0] if len(items) == 1 else items
 
@@ -203,7 +398,7 @@ def parse_train_fraction(value) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         parts = []
     if not parts or any(not 0 < p <= 1 for p in parts) or len(set(parts)) != len(parts):
-        raise TransferError(f"train_fraction {value!r}: expected distinct fractions in (0, 1] separated by "
+        raise OptionError(f"train_fraction {value!r}: expected distinct fractions in (0, 1] separated by "
                             "commas, e.g. 0.1,0.3,1.0")
     return tuple(sorted(parts))
 
@@ -222,11 +417,11 @@ def parse_image_size(value) -> tuple[int, int] | None:
         else:
             raise ValueError
     except (TypeError, ValueError):
-        raise TransferError(f"image_size {value!r}: expected N or HEIGHTxWIDTH in pixels, e.g. 64 or 64x48") from None
+        raise OptionError(f"image_size {value!r}: expected N or HEIGHTxWIDTH in pixels, e.g. 64 or 64x48") from None
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 1:
-        raise TransferError(f"image_size {value!r}: expected N or HEIGHTxWIDTH in pixels, e.g. 64 or 64x48")
+        raise OptionError(f"image_size {value!r}: expected N or HEIGHTxWIDTH in pixels, e.g. 64 or 64x48")
     return tuple(parts)
 
 
@@ -237,7 +432,7 @@ def parse_split(value) -> tuple[float, float, float]:
     except (TypeError, ValueError):
         parts = []
     if len(parts) != 3 or min(parts) <= 0 or abs(sum(parts) - 1.0) > 1e-6:
-        raise TransferError(f"split {value!r}: expected three positive fractions train,validation,test "
+        raise OptionError(f"split {value!r}: expected three positive fractions train,validation,test "
                             "that sum to 1, e.g. 0.8,0.1,0.1")
     return tuple(parts)
 
@@ -247,20 +442,20 @@ def parse_classes(value) -> list[str] | None:
         return None
     names = [c.strip() for c in value.split(",")] if isinstance(value, str) else [str(c) for c in value]
     if any(not c for c in names) or len(set(names)) != len(names):
-        raise TransferError(f"classes {value!r}: expected distinct, non-empty class names separated by commas")
+        raise OptionError(f"classes {value!r}: expected distinct, non-empty class names separated by commas")
     return names
 
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise TransferError(f"{name} {value!r}: choose one of {', '.join(choices)}")
+        raise OptionError(f"{name} {value!r}: choose one of {', '.join(choices)}")
 
 
 def _check_range(name, value, low=None, high=None, low_open=False):
     if low is not None and (value <= low if low_open else value < low):
-        raise TransferError(f"{name} {value!r}: must be {'>' if low_open else '>='} {low}")
+        raise OptionError(f"{name} {value!r}: must be {'>' if low_open else '>='} {low}")
     if high is not None and value >= high:
-        raise TransferError(f"{name} {value!r}: must be < {high}")
+        raise OptionError(f"{name} {value!r}: must be < {high}")
 
 
 def _as_text(name, value) -> str | None:
@@ -274,23 +469,23 @@ def _as_text(name, value) -> str | None:
 
 def _as_int(name, value) -> int:
     if isinstance(value, bool):
-        raise TransferError(f"{name} {value!r}: expected an integer")
+        raise OptionError(f"{name} {value!r}: expected an integer")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TransferError(f"{name} {value!r}: expected an integer") from None
+        raise OptionError(f"{name} {value!r}: expected an integer") from None
     if number != int(number):
-        raise TransferError(f"{name} {value!r}: expected an integer")
+        raise OptionError(f"{name} {value!r}: expected an integer")
     return int(number)
 
 
 def _as_float(name, value) -> float:
     if isinstance(value, bool):
-        raise TransferError(f"{name} {value!r}: expected a number")
+        raise OptionError(f"{name} {value!r}: expected a number")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise TransferError(f"{name} {value!r}: expected a number") from None
+        raise OptionError(f"{name} {value!r}: expected a number") from None
 
 
 def _as_bool(name, value) -> bool:
@@ -301,7 +496,7 @@ def _as_bool(name, value) -> bool:
         return True
     if text in ("false", "no", "off", "0"):
         return False
-    raise TransferError(f"{name} {value!r}: expected true or false")
+    raise OptionError(f"{name} {value!r}: expected true or false")
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -313,22 +508,22 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         with path.open(encoding="utf-8") as handle:
             values = yaml.safe_load(handle)
     except OSError as exc:
-        raise TransferError(f"--config {path}: cannot read it ({exc.strerror})") from None
+        raise OptionError(f"--config {path}: cannot read it ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise TransferError(f"--config {path}: not valid YAML ({exc})") from None
+        raise OptionError(f"--config {path}: not valid YAML ({exc})") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise TransferError(f"--config {path}: expected a mapping of option: value")
+        raise OptionError(f"--config {path}: expected a mapping of option: value")
     known = set(option_names())
     unknown = sorted(k for k in values if k not in known and k not in RECORDED_KEYS)
     if unknown:
-        raise TransferError(f"--config {path}: unknown option(s) {', '.join(map(str, unknown))}; "
+        raise OptionError(f"--config {path}: unknown option(s) {', '.join(map(str, unknown))}; "
                             f"valid options: {', '.join(option_names())}")
     for key, value in values.items():
         if isinstance(value, dict) or (isinstance(value, list) and key not in LIST_OPTIONS):
             kind = "a mapping" if isinstance(value, dict) else "a list"
-            raise TransferError(f"--config {path}: {key}: expected a single value, got {kind} ({value!r}); "
+            raise OptionError(f"--config {path}: {key}: expected a single value, got {kind} ({value!r}); "
                                 f"write e.g. `{key}: {_example(value)}`")
     return {k: v for k, v in values.items() if k in known}
 

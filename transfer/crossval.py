@@ -24,18 +24,15 @@ Example::
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from transfer.backbones import get_backbone
-from transfer.config import TrainConfig, save_config
-from transfer.errors import TransferError
-from transfer.files import check_output_folder, staged_folder
+from transfer.config import TrainConfig
+from transfer.errors import DataError, OptionError
 from transfer.folds import stratified_folds, summarize_folds
-from transfer.sources import open_data
-from transfer.weights import resolve_weights
+from transfer.plan import ExperimentPlan, Part, output_folder, plan_experiment
+from transfer.run_folder import write_json
+from transfer.sources import DataSource, open_data
 
 SUMMARY_JSON = "folds_summary.json"
 SUMMARY_MD = "folds_summary.md"
@@ -82,44 +79,45 @@ def summary_markdown(summary: dict, k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_folds(config: TrainConfig) -> FoldsResult:
-    """Train ``config.folds`` models, one per stratified fold, and summarise them (see the module docstring)."""
-    from transfer.train import check_view, train_view
-
+def plan_folds(config: TrainConfig, source: DataSource, out: Path) -> ExperimentPlan:
+    """One plan per stratified fold of ``source``'s events, all checked before any training."""
     k = config.folds
     if k < 2:
-        raise TransferError(f"folds {k}: cross-validation needs at least 2 folds")
-    spec = get_backbone(config.backbone)
-    out = Path(config.out or config.default_out())
-    check_output_folder(out, config.overwrite)
+        raise OptionError(f"folds {k}: cross-validation needs at least 2 folds")
+    source.check_folds()
+    train_share, validation_share, _ = config.split
+    try:
+        folds = stratified_folds(source.labels_all, k, config.seed,
+                                 validation_fraction=validation_share / (train_share + validation_share))
+    except ValueError as exc:
+        raise DataError(f"--folds {k}: {exc}") from None
+    parts = []
+    for number, fold in enumerate(folds, start=1):
+        view = source.view({"train": fold.train, "validation": fold.validation, "test": fold.test})
+        view.split_source = f"stratified {k}-fold cross-validation (fold {number}, seed {config.seed})"
+        parts.append(Part(f"fold-{number}", view, facts={"fold": f"{number} of {k}"},
+                          info={"fold": number, "folds": k}))
+    return plan_experiment(config, out, parts)
+
+
+def write_folds_summary(staging: Path, plan: ExperimentPlan, runs: list) -> dict:
+    """folds_summary.json and .md of the fold runs; returns the summary."""
+    k, config = len(runs), plan.record
+    summary = summarize_folds(fold_figures(r.metrics) for r in runs)
+    write_json(staging, SUMMARY_JSON, {"folds": k, "seed": config.seed, "runs": [run.name for run in plan.runs],
+                                       "backbone": plan.runs[0].spec.name, "classes": runs[0].class_names,
+                                       "summary": summary})
+    (staging / SUMMARY_MD).write_text(summary_markdown(summary, k), encoding="utf-8")
+    return summary
+
+
+def run_folds(config: TrainConfig) -> FoldsResult:
+    """Train ``config.folds`` models, one per stratified fold, and summarise them (see the module docstring)."""
+    from transfer.train import run_plans
+
+    if config.folds < 2:
+        raise OptionError(f"folds {config.folds}: cross-validation needs at least 2 folds")
+    out = output_folder(config)
     with open_data(config) as source:
-        source.check_folds()
-        train_share, validation_share, _ = config.split
-        try:
-            folds = stratified_folds(source.labels_all, k, config.seed,
-                                     validation_fraction=validation_share / (train_share + validation_share))
-        except ValueError as exc:
-            raise TransferError(f"--folds {k}: {exc}") from None
-        views = [source.view({"train": f.train, "validation": f.validation, "test": f.test}) for f in folds]
-        for number, view in enumerate(views, start=1):
-            view.split_source = f"stratified {k}-fold cross-validation (fold {number}, seed {config.seed})"
-        image_size = check_view(spec, views[0], config)
-        weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
-        record = TrainConfig(**{**config.to_dict(), "out": str(out), "overwrite": False})
-        runs = []
-        with staged_folder(out, config.overwrite) as staging:
-            for number, view in enumerate(views, start=1):
-                name = f"fold-{number}"
-                runs.append(train_view(config, spec, view, weights, out / name, into=staging / name,
-                                       record=record, recorded={"fold": f"{number} of {k}"},
-                                       extra_info={"fold": number, "folds": k}))
-            summary = summarize_folds(fold_figures(r.metrics) for r in runs)
-            (staging / SUMMARY_JSON).write_text(json.dumps(
-                {"folds": k, "seed": config.seed, "runs": [f"fold-{i}" for i in range(1, k + 1)],
-                 "backbone": spec.name, "classes": runs[0].class_names, "summary": summary}, indent=2) + "\n",
-                encoding="utf-8")
-            (staging / SUMMARY_MD).write_text(summary_markdown(summary, k), encoding="utf-8")
-            save_config(record, staging / "config.yaml", {
-                "weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        runs, summary = run_plans(plan_folds(config, source, out), write_folds_summary)
     return FoldsResult(out_dir=out, runs=runs, summary=summary)

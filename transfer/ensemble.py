@@ -17,17 +17,17 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from transfer.errors import TransferError
+from transfer.errors import RunFolderError, TransferError
 from transfer.files import staged_folder
 from transfer.report import (SCORE_PREFIX, SplitScores, classification_metrics, ensemble_markdown, signal_index,
                              write_evaluation)
+from transfer.run_folder import PREDICTIONS_FILE, REPORT_FILE, recorded_class_names, write_metrics
 
 
 @dataclass
@@ -56,27 +56,21 @@ def read_run_predictions(run: str | os.PathLike):
     import pandas as pd
 
     run = Path(run)
-    path = run / "predictions.csv"
+    path = run / PREDICTIONS_FILE
     if not run.is_dir():
-        raise TransferError(f"{run}: no such run folder")
+        raise RunFolderError(f"{run}: no such run folder")
     try:
         table = pd.read_csv(path, dtype={"path": str, "true_class": str, "predicted_class": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise TransferError(f"{path}: cannot read the run's test predictions ({exc})") from None
-    class_names = None
-    for name in ("classes.json", "metrics.json"):
-        try:
-            class_names = json.loads((run / name).read_text(encoding="utf-8")).get("classes")
-            break
-        except (OSError, json.JSONDecodeError, AttributeError):
-            continue
+        raise RunFolderError(f"{path}: cannot read the run's test predictions ({exc})") from None
+    class_names = recorded_class_names(run)
     if not class_names:
         class_names = [c[len(SCORE_PREFIX):] for c in table.columns if c.startswith(SCORE_PREFIX)]
     missing = [c for c in ["path", "true_class"] + [SCORE_PREFIX + n for n in class_names] if c not in table]
     if missing:
-        raise TransferError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise RunFolderError(f"{path}: missing column(s) {', '.join(missing)}")
     if table["path"].duplicated().any():
-        raise TransferError(f"{path}: event {table['path'][table['path'].duplicated()].iloc[0]} appears twice")
+        raise RunFolderError(f"{path}: event {table['path'][table['path'].duplicated()].iloc[0]} appears twice")
     return list(class_names), table
 
 
@@ -135,6 +129,6 @@ def ensemble_runs(runs: list, out: str | os.PathLike, signal: str | None = None,
     with staged_folder(out, overwrite) as staging:
         write_evaluation(staging, class_names, SplitScores(list(averaged["path"]), y_true, scores), signal,
                          "Ensemble, test split")
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        (staging / "report.md").write_text(ensemble_markdown(metrics, class_names), encoding="utf-8")
+        write_metrics(staging, metrics)
+        (staging / REPORT_FILE).write_text(ensemble_markdown(metrics, class_names), encoding="utf-8")
     return EnsembleResult(out_dir=Path(out), metrics=metrics, class_names=class_names)

@@ -1,12 +1,34 @@
-"""The one error class of the ``transfer`` package.
+"""The errors of the ``transfer`` package: one base, a subclass per kind of problem.
 
 Every problem a user can fix (a bad option, a bad data folder, missing
-weights) raises :class:`TransferError`; ``python -m transfer`` prints it as
-``error: ...`` and exits with status 2. Its message names the file or option
-and what was expected.
+weights, a damaged run folder) raises a :class:`TransferError`;
+``python -m transfer`` catches that one class and prints it as
+``error: ...`` with exit status 2. Its message names the file or option and
+what was expected. The subclasses let a caller (a notebook, a grid of runs)
+tell the kinds apart, e.g. skip a cell whose weights cannot be had but stop
+on a bad option::
+
+    try:
+        run_experiment(config)
+    except WeightsUnavailable:      # transfer.weights, a TransferError
+        ...
+    except OptionError:
+        raise
 """
 from __future__ import annotations
 
 
 class TransferError(ValueError):
     """A bad input to ``transfer``: the message says which and why."""
+
+
+class OptionError(TransferError):
+    """An option (a flag, a ``TrainConfig`` field, a YAML key) has a value that cannot be used."""
+
+
+class DataError(TransferError):
+    """The data (``--data`` and the options that read it) cannot be trained on as given."""
+
+
+class RunFolderError(TransferError):
+    """A run folder (``model.keras`` and the files beside it) is missing, incomplete or damaged."""

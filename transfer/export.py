@@ -47,7 +47,9 @@ from typing import Callable
 import numpy as np
 
 from transfer.errors import TransferError
-from transfer.files import check_output_folder, read_run_json, staged_folder, write_text_atomic
+from transfer.files import check_output_folder, staged_folder, write_text_atomic
+from transfer.run_folder import (CLASSES_FILE, PREDICTIONS_FILE, data_kind, load_model, read_arrays_info,
+                                 read_classes, read_config)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def single_input_model(model):
 def _read_predictions(model_path: Path):
     import pandas as pd
 
-    path = model_path.with_name("predictions.csv")
+    path = model_path.with_name(PREDICTIONS_FILE)
     try:
         table = pd.read_csv(path)
     except OSError:
@@ -136,7 +138,7 @@ def _labels(table, class_names: list[str], where: Path) -> np.ndarray:
     unknown = sorted(set(table["true_class"]) - set(ids))
     if unknown:
         raise TransferError(f"{where}: true_class {', '.join(map(str, unknown))} not among the classes "
-                            f"{', '.join(class_names)} of classes.json")
+                            f"{', '.join(class_names)} of {CLASSES_FILE}")
     return table["true_class"].map(ids).to_numpy(np.int64)
 
 
@@ -144,9 +146,7 @@ def _image_events(model_path: Path, table, info: dict) -> np.ndarray:
     """The test PNGs as uint8 (N, H, W, C): paths are relative to the run's data folder."""
     from PIL import Image
 
-    from transfer.config import read_config_file
-
-    data = read_config_file(model_path.with_name("config.yaml")).get("data")
+    data = read_config(model_path).get("data")
     root = Path(data[0] if isinstance(data, list) else data) if data else Path(".")
     shape = tuple(info["image_shape"])
     images = []
@@ -156,7 +156,7 @@ def _image_events(model_path: Path, table, info: dict) -> np.ndarray:
             with Image.open(path) as handle:
                 image = np.asarray(handle)
         except OSError as exc:
-            raise TransferError(f"{path}: cannot read this test image of {model_path.with_name('predictions.csv')} "
+            raise TransferError(f"{path}: cannot read this test image of {model_path.with_name(PREDICTIONS_FILE)} "
                                 f"({exc}); the run's data folder ({root}) must still be there") from None
         image = image[..., None] if image.ndim == 2 else image
         if image.shape != shape:
@@ -169,8 +169,6 @@ def _array_events(model_path: Path, table, info: dict) -> np.ndarray:
     """The test events (``file#row``) read and transformed as the run's ``arrays.json`` says."""
     from imgen.arrays import ArrayTransform, open_arrays
     from imgen.errors import ImgenError
-    from transfer.array_source import read_arrays_info
-
     saved = read_arrays_info(model_path)
     transform = ArrayTransform.from_dict(saved["transform"])
     files, rows = zip(*(str(p).rsplit("#", 1) for p in table["path"]))
@@ -183,7 +181,7 @@ def _array_events(model_path: Path, table, info: dict) -> np.ndarray:
             sort = np.argsort(index, kind="stable")
             x, _ = dataset.read_batch(index[sort])
     except ImgenError as exc:
-        raise TransferError(f"{model_path.with_name('predictions.csv')}: cannot read its test events ({exc})") from None
+        raise TransferError(f"{model_path.with_name(PREDICTIONS_FILE)}: cannot read its test events ({exc})") from None
     events = np.empty_like(x)
     events[sort] = x
     return transform(events)
@@ -195,30 +193,24 @@ EVENT_READERS: dict[str, Callable] = {"images": _image_events, "arrays": _array_
 
 def read_test_events(model_path: str | os.PathLike, max_events: int | None = None) -> TestEvents:
     """The test events of the run beside ``model_path`` (first ``max_events`` of ``predictions.csv``)."""
-    from transfer.predict import read_classes
-
     model_path = Path(model_path)
     info = read_classes(model_path)
-    kind = info.get("data_kind", "images")
-    if kind not in EVENT_READERS:
-        raise TransferError(f"{model_path.with_name('classes.json')}: unknown data_kind {kind!r}")
+    kind = data_kind(model_path, EVENT_READERS)
     table = _read_predictions(model_path)
     if max_events:
         table = table.iloc[:max_events]
-    labels = _labels(table, info["classes"], model_path.with_name("predictions.csv"))
+    labels = _labels(table, info["classes"], model_path.with_name(PREDICTIONS_FILE))
     return TestEvents(EVENT_READERS[kind](model_path, table, info), labels, list(table["path"]))
 
 
 def preprocessing_info(model_path: Path, model) -> dict:
     """What ``preprocessing.json`` records: the input the exports take and what comes before it."""
-    from transfer.predict import read_classes
-
     info = read_classes(model_path)
     kind = info.get("data_kind", "images")
     out = {"data_kind": kind, "classes": info["classes"], "input_shape": list(model.input_shape[1:]),
            "input_dtype": str(model.inputs[0].dtype), "channel_names": info.get("channel_names")}
     if kind == "arrays":
-        saved = read_run_json(model_path, "arrays.json", ("arrays", "transform"))
+        saved = read_arrays_info(model_path)
         out["before_the_model"] = {
             "reader": {k: saved["arrays"].get(k) for k in ("x_keys", "grid", "channel_names")},
             "transform": saved["transform"],
@@ -306,11 +298,9 @@ def _run_tflite(path: Path):
 def check_fits_fpga(model_path: Path, model) -> None:
     """Refuse pretrained ImageNet backbones: millions of weights do not fit an FPGA at trigger latency."""
     from transfer.backbones import BACKBONES
-    from transfer.config import read_config_file
     from transfer.model import InferenceMode
 
-    config_path = model_path.with_name("config.yaml")
-    name = read_config_file(config_path).get("backbone") if config_path.is_file() else None
+    name = read_config(model_path, missing_ok=True).get("backbone")
     spec = BACKBONES.get(name)
     pretrained = (spec.pretrained if spec else False) or any(isinstance(l, InferenceMode) for l in model.layers)
     if pretrained:
@@ -531,8 +521,6 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
             files, or a float export that differs from Keras by more than
             :data:`FLOAT_TOLERANCE` (``out`` is then left as it was).
     """
-    from transfer.predict import load_model, read_classes
-
     model_path = Path(model_path)
     names = parse_formats(formats)
     hls = hls or HlsOptions()

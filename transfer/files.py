@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ContextManager
 
 from imgen import atomic
-from transfer.errors import TransferError
+from transfer.errors import RunFolderError, TransferError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def staged_folder(out: str | os.PathLike, overwrite: bool = False) -> ContextMan
 def read_run_json(model_path: str | os.PathLike, name: str, required_keys: tuple[str, ...]) -> dict:
     """The JSON file ``name`` that training wrote beside ``model_path`` (classes.json, arrays.json).
 
-    Errors name the file and what predict needs from it.
+    Errors name the file and what predict needs from it. The files themselves
+    are named and read by :mod:`transfer.run_folder`.
     """
     import json
 
@@ -63,10 +64,10 @@ def read_run_json(model_path: str | os.PathLike, name: str, required_keys: tuple
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
-        raise TransferError(f"{path}: not found; predict needs the {name} that training writes "
-                            "beside model.keras") from None
+        raise RunFolderError(f"{path}: not found; predict needs the {name} that training writes "
+                             "beside model.keras") from None
     except json.JSONDecodeError as exc:
-        raise TransferError(f"{path}: not valid JSON ({exc})") from None
+        raise RunFolderError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(info, dict) or any(key not in info for key in required_keys):
-        raise TransferError(f"{path}: expected a JSON object with the keys {', '.join(required_keys)}")
+        raise RunFolderError(f"{path}: expected a JSON object with the keys {', '.join(required_keys)}")
     return info

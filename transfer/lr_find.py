@@ -31,20 +31,19 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from transfer.backbones import get_backbone
-from transfer.config import TrainConfig, save_config
-from transfer.errors import TransferError
-from transfer.files import check_output_folder, staged_folder
+from transfer.config import TrainConfig
+from transfer.errors import OptionError, TransferError
+from transfer.files import staged_folder
+from transfer.plan import output_folder, plan_run, recorded_config
+from transfer.run_folder import run_facts, write_config, write_json
 from transfer.sources import open_data
-from transfer.weights import resolve_weights
 
 LR_FIND_CSV = "lr_find.csv"
 LR_FIND_PNG = "lr_find.png"
@@ -136,31 +135,25 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
 
     from transfer.model import adapt_head, set_trainable
     from transfer.optimizers import make_optimizer
-    from transfer.train import (LOSS, build_run_model, check_view, extract_features, feature_dataset,
-                                mixed_precision_policy, resolve_class_weight, trains_from_scratch)
+    from transfer.train import (LOSS, build_run_model, extract_features, feature_dataset, keras_session,
+                                resolve_class_weight)
 
     if not 0 < start_lr < end_lr:
-        raise TransferError(f"lr-find: need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
+        raise OptionError(f"lr-find: need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
     if steps < MIN_STEPS + 1:
-        raise TransferError(f"lr-find: --steps {steps}: need at least {MIN_STEPS + 1}")
+        raise OptionError(f"lr-find: --steps {steps}: need at least {MIN_STEPS + 1}")
     if divergence <= 1:
-        raise TransferError(f"lr-find: --divergence {divergence:g}: must be > 1")
-    spec = get_backbone(config.backbone)
-    out = Path(config.out or Path("runs") / f"lr-find-{spec.name}")
-    check_output_folder(out, config.overwrite)
+        raise OptionError(f"lr-find: --divergence {divergence:g}: must be > 1")
+    out = output_folder(config, Path("runs") / f"lr-find-{get_backbone(config.backbone).name}")
     with open_data(config) as source:
-        view = source.view()
-        image_size = check_view(spec, view, config)
-        weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
-        previous_policy = keras.config.dtype_policy().name
-        keras.backend.clear_session()
-        try:
-            keras.config.set_dtype_policy(mixed_precision_policy(config.mixed_precision))
+        plan = plan_run(config, source.view(), out)
+        view = plan.view
+        with keras_session(config):
             keras.utils.set_random_seed(config.seed)
-            parts, _ = build_run_model(config, spec, view, image_size, weights)
+            parts, _ = build_run_model(plan)
             labels = view.labels("train")
             class_weight = resolve_class_weight(config.class_weight, labels, len(view.class_names))
-            if not trains_from_scratch(spec, weights):
+            if not plan.from_scratch:
                 stage = "head"
                 set_trainable(parts.backbone, "frozen")
                 features = extract_features(parts.features, view.dataset("train", config.batch_size))
@@ -183,19 +176,15 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
                     diverged = True
                     break
                 best = min(best, smoothed)
-        finally:
-            keras.config.set_dtype_policy(previous_policy)
     table = pd.DataFrame(rows)
     suggestions = suggest_learning_rates(table["lr"], table["smoothed_loss"])
+    name = plan.spec.name
     with staged_folder(out, config.overwrite) as staging:
         table.to_csv(staging / LR_FIND_CSV, index=False, float_format="%.6g")
-        plot_lr_find(table, suggestions, staging / LR_FIND_PNG, f"Learning-rate range test: {spec.name} ({stage})")
-        (staging / LR_FIND_JSON).write_text(json.dumps(
-            {**suggestions, "stage": stage, "diverged": diverged, "steps_run": len(table), "start_lr": start_lr,
-             "end_lr": end_lr, "steps": steps, "divergence": divergence, "smoothing": beta,
-             "backbone": spec.name, "optimizer": config.optimizer, "weights_used": weights.used}, indent=2) + "\n",
-            encoding="utf-8")
-        save_config(TrainConfig(**{**config.to_dict(), "out": str(out), "overwrite": False}),
-                    staging / "config.yaml", {"weights_used": weights.used, "weights_reason": weights.reason,
-                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        plot_lr_find(table, suggestions, staging / LR_FIND_PNG, f"Learning-rate range test: {name} ({stage})")
+        write_json(staging, LR_FIND_JSON, {
+            **suggestions, "stage": stage, "diverged": diverged, "steps_run": len(table), "start_lr": start_lr,
+            "end_lr": end_lr, "steps": steps, "divergence": divergence, "smoothing": beta,
+            "backbone": name, "optimizer": config.optimizer, "weights_used": plan.weights.used})
+        write_config(staging, recorded_config(config, out), run_facts(plan.weights))
     return LRFindResult(out_dir=out, table=table, stage=stage, diverged=diverged, **suggestions)

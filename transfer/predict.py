@@ -23,8 +23,9 @@ import numpy as np
 
 from transfer.data import check_images, make_tf_dataset
 from transfer.errors import TransferError
-from transfer.files import read_run_json
 from transfer.report import predictions_table
+# load_model and read_classes are also this module's public names (notebooks import them from here)
+from transfer.run_folder import data_kind, load_model, read_classes, require_model  # noqa: F401
 
 
 def collect_images(inputs: list) -> list[Path]:
@@ -46,56 +47,14 @@ def collect_images(inputs: list) -> list[Path]:
     return paths
 
 
-def read_classes(model_path: str | os.PathLike) -> dict:
-    """``classes.json`` beside ``model_path``: class names in score order and the image shape."""
-    info = read_run_json(model_path, "classes.json", ("classes",))
-    if not isinstance(info["classes"], list):
-        raise TransferError(f"{Path(model_path).with_name('classes.json')}: expected \"classes\" to be a list")
-    return info
-
-
-def load_model(model_path: str | os.PathLike):
-    """Load a run's ``model.keras`` (safe mode: no arbitrary code)."""
-    import keras
-
-    import transfer.model  # noqa: F401  registers the custom layers for deserialisation
-
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise TransferError(f"--model {model_path}: no such file")
-    check_keras_archive(model_path)
-    try:
-        return keras.saving.load_model(model_path, safe_mode=True)
-    except Exception as exc:
-        raise TransferError(f"--model {model_path}: not a readable Keras model ({exc})") from exc
-
-
-def check_keras_archive(model_path: Path) -> None:
-    """A ``.keras`` file is a zip archive: say so when it is truncated or damaged.
-
-    (Keras itself reports a damaged archive as "File not found".)
-    """
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(model_path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise TransferError(f"--model {model_path}: not a readable Keras model: the .keras zip archive is "
-                            f"truncated or damaged ({exc}); copy or save it again") from None
-    if damaged is not None:
-        raise TransferError(f"--model {model_path}: not a readable Keras model: member {damaged} of the .keras "
-                            "zip archive is damaged; copy or save it again")
-
-
 def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int = 64, model=None):
     """Scores of every image: a DataFrame with ``path``, ``score_<class>`` per class, ``predicted_class``.
 
     ``paths`` are PNG files or folders of them. ``model`` may be passed
     already loaded (it must be the one at ``model_path``).
     """
-    if model is None and not Path(model_path).is_file():
-        raise TransferError(f"--model {model_path}: no such file")
+    if model is None:
+        require_model(model_path)
     class_names = read_classes(model_path)["classes"]
     files = collect_images(paths)
     shape = check_images(files)
@@ -138,9 +97,5 @@ def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x
     key(s), default the ones the run was trained with; ``resample``: accept
     files on another grid than the training files and resample them onto it).
     """
-    if not Path(model_path).is_file():
-        raise TransferError(f"--model {model_path}: no such file")
-    kind = read_classes(model_path).get("data_kind", "images")
-    if kind not in PREDICTORS:
-        raise TransferError(f"{Path(model_path).with_name('classes.json')}: unknown data_kind {kind!r}")
+    kind = data_kind(require_model(model_path), PREDICTORS)
     return PREDICTORS[kind](model_path, inputs, batch_size, x_key, resample)

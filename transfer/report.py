@@ -25,13 +25,13 @@ Files written by :func:`write_run_report` into a run folder: ``metrics.json``,
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from transfer import run_folder as rf
 from transfer.physics_metrics import DEFAULT_EFFICIENCIES, likelihood_ratio_discriminant, rejection_at_efficiency
 
 #: Score columns of predictions.csv are ``score_<class>``.
@@ -486,14 +486,14 @@ def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: 
     """predictions.csv, confusion_matrix.csv/.png, roc.png and discriminant.png of the test scores."""
     folder = Path(folder)
     predictions_table(test.paths, test.scores, class_names, test.y_true).to_csv(
-        folder / "predictions.csv", index=False, float_format="%.9g")
+        folder / rf.PREDICTIONS_FILE, index=False, float_format="%.9g")
     y_pred = np.asarray(test.scores).argmax(axis=1)
-    confusion_table(test.y_true, y_pred, class_names).to_csv(folder / "confusion_matrix.csv", index=False,
+    confusion_table(test.y_true, y_pred, class_names).to_csv(folder / rf.CONFUSION_CSV, index=False,
                                                             float_format="%.6g")
-    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / "confusion_matrix.png", title)
-    plot_roc(test.y_true, test.scores, class_names, folder / "roc.png", f"{title} ROC (one vs rest)", signal,
+    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / rf.CONFUSION_PNG, title)
+    plot_roc(test.y_true, test.scores, class_names, folder / rf.ROC_PNG, f"{title} ROC (one vs rest)", signal,
              baseline)
-    plot_discriminant(test.y_true, test.scores, class_names, folder / "discriminant.png", signal,
+    plot_discriminant(test.y_true, test.scores, class_names, folder / rf.DISCRIMINANT_PNG, signal,
                       f"{title} discriminant")
 
 
@@ -562,8 +562,8 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
                                                       _finite_scores(splits["test"].scores)), signal,
                      baseline=None if baseline is None else
                      SplitScores([], baseline.labels["test"], baseline.scores["test"]))
-    history.to_csv(folder / "history.csv", index=False, float_format="%.6g")
-    plot_training_curves(history, folder / "training_curves.png", f"{info.get('backbone', '')} training")
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (folder / "report.md").write_text(report_markdown(metrics, class_names), encoding="utf-8")
+    history.to_csv(folder / rf.HISTORY_FILE, index=False, float_format="%.6g")
+    plot_training_curves(history, folder / rf.CURVES_PNG, f"{info.get('backbone', '')} training")
+    rf.write_metrics(folder, metrics)
+    (folder / rf.REPORT_FILE).write_text(report_markdown(metrics, class_names), encoding="utf-8")
     return metrics

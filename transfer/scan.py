@@ -23,19 +23,16 @@ Example::
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from transfer.backbones import get_backbone
-from transfer.config import TrainConfig, save_config
-from transfer.errors import TransferError
-from transfer.files import check_output_folder, staged_folder
+from transfer.config import TrainConfig
+from transfer.errors import DataError, OptionError
 from transfer.folds import train_fraction_subset
-from transfer.sources import open_data
-from transfer.weights import resolve_weights
+from transfer.plan import ExperimentPlan, Part, output_folder, plan_experiment
+from transfer.sources import DataSource, open_data
 
 SCAN_CSV = "train_fraction_scan.csv"
 SCAN_PNG = "train_fraction_scan.png"
@@ -115,42 +112,39 @@ def plot_scan(table, path, title: str = "Training-set-size scan") -> Path:
     return Path(path)
 
 
+def plan_train_fraction_scan(config: TrainConfig, source: DataSource, out: Path) -> ExperimentPlan:
+    """One plan per ``config.train_fraction`` (stratified training subsets), all checked before any training."""
+    splits = source.default_splits
+    parts = []
+    for fraction in config.train_fraction:
+        try:
+            train = train_fraction_subset(splits["train"], source.labels_all, fraction, config.seed)
+        except ValueError as exc:
+            raise DataError(f"--train-fraction {fraction:g}: too few training events for a stratified "
+                            f"subset of every class ({exc})") from None
+        view = source.view({**splits, "train": train})
+        view.split_source = (f"{source.split_source}; training subset of fraction {fraction:g} "
+                             f"(stratified, seed {config.seed})")
+        parts.append(Part(fraction_name(fraction), view, facts={"train_fraction_run": fraction},
+                          info={"train_fraction": fraction}))
+    return plan_experiment(config, out, parts)
+
+
+def write_scan_summary(staging: Path, plan: ExperimentPlan, runs: list):
+    """train_fraction_scan.csv and .png of the scan's runs; returns the table."""
+    table = scan_table(runs, [run.info["train_fraction"] for run in plan.runs])
+    table.to_csv(staging / SCAN_CSV, index=False, float_format="%.6g")
+    plot_scan(table, staging / SCAN_PNG, f"Training-set-size scan: {plan.runs[0].spec.name}")
+    return table
+
+
 def run_train_fraction_scan(config: TrainConfig) -> ScanResult:
     """One run per ``config.train_fraction`` on stratified training subsets (see the module docstring)."""
-    from transfer.train import check_view, train_view
+    from transfer.train import run_plans
 
-    fractions = config.train_fraction
-    if not fractions:
-        raise TransferError("train_fraction: give one or more fractions in (0, 1], e.g. 0.1,0.3,1.0")
-    spec = get_backbone(config.backbone)
-    out = Path(config.out or config.default_out())
-    check_output_folder(out, config.overwrite)
+    if not config.train_fraction:
+        raise OptionError("train_fraction: give one or more fractions in (0, 1], e.g. 0.1,0.3,1.0")
+    out = output_folder(config)
     with open_data(config) as source:
-        splits = source.default_splits
-        views = []
-        for fraction in fractions:  # every subset checked before any training
-            try:
-                train = train_fraction_subset(splits["train"], source.labels_all, fraction, config.seed)
-            except ValueError as exc:
-                raise TransferError(f"--train-fraction {fraction:g}: too few training events for a stratified "
-                                    f"subset of every class ({exc})") from None
-            views.append(source.view({**splits, "train": train}))
-            views[-1].split_source = (f"{source.split_source}; training subset of fraction {fraction:g} "
-                                      f"(stratified, seed {config.seed})")
-        image_size = check_view(spec, views[0], config)
-        weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
-        record = TrainConfig(**{**config.to_dict(), "out": str(out), "overwrite": False})
-        runs = []
-        with staged_folder(out, config.overwrite) as staging:
-            for fraction, view in zip(fractions, views):
-                name = fraction_name(fraction)
-                runs.append(train_view(config, spec, view, weights, out / name, into=staging / name, record=record,
-                                       recorded={"train_fraction_run": fraction},
-                                       extra_info={"train_fraction": fraction}))
-            table = scan_table(runs, fractions)
-            table.to_csv(staging / SCAN_CSV, index=False, float_format="%.6g")
-            plot_scan(table, staging / SCAN_PNG, f"Training-set-size scan: {spec.name}")
-            save_config(record, staging / "config.yaml", {
-                "weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        runs, table = run_plans(plan_train_fraction_scan(config, source, out), write_scan_summary)
     return ScanResult(out_dir=out, runs=runs, table=table)

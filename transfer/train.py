@@ -25,10 +25,14 @@ n_events / (n_classes * n_events_of_its_class) (scikit-learn's
 ``compute_class_weight``) in every stage.
 
 Data come from :func:`transfer.sources.open_data`: image folders or HDF5
-arrays, behind one interface. Cross-validation (``folds``) and the
-training-set-size scan (``train_fraction``) run several of these trainings:
-see :mod:`transfer.crossval` and :mod:`transfer.scan`, or
-:func:`transfer.experiments.run_experiment`, which picks the right one.
+arrays, behind one interface. A run is first planned (:mod:`transfer.plan`:
+a frozen :class:`~transfer.plan.RunPlan`, every check done), then executed by
+:func:`run_plan`, the one runner; the run folder's files are written through
+:mod:`transfer.run_folder`. Cross-validation (``folds``) and the
+training-set-size scan (``train_fraction``) are several plans run into one
+folder plus a summary (:func:`run_plans`): see :mod:`transfer.crossval` and
+:mod:`transfer.scan`, or :func:`transfer.experiments.run_experiment`, which
+picks the right one.
 
 Example (a notebook)::
 
@@ -40,23 +44,28 @@ Example (a notebook)::
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from imgen._version import __version__
-from transfer.backbones import BackboneSpec, check_channels, check_image_size, get_backbone
-from transfer.config import TrainConfig, save_config
-from transfer.errors import TransferError
-from transfer.files import check_output_folder, staged_folder
+from transfer import run_folder
+from transfer.backbones import BackboneSpec, get_backbone
+from transfer.config import TrainConfig
+from transfer.errors import OptionError
+from transfer.files import staged_folder
 from transfer.health import input_warnings
+# check_view and trains_from_scratch are also names of this module (callers from before the plans)
+from transfer.plan import (ExperimentPlan, RunPlan, check_view, output_folder, plan_run,  # noqa: F401
+                           trains_from_scratch)
 from transfer.report import SplitScores, write_run_report
 from transfer.sources import DataView, open_data
-from transfer.weights import ResolvedWeights, resolve_weights
+from transfer.weights import ResolvedWeights
 
 log = logging.getLogger(__name__)
 
@@ -96,26 +105,6 @@ class RunResult:
         from transfer.report import console_lines
 
         return lines + console_lines(m)
-
-
-def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple | None) -> tuple[int, int]:
-    """The (height, width) the backbone sees: ``requested``, or the images' own size.
-
-    Either way, a size below the backbone's minimum is an error that says to
-    pass a larger ``--image-size`` (the images are then resized inside the model).
-    """
-    size = tuple(requested) if requested else tuple(image_shape[:2])
-    check_image_size(spec, size)
-    return size
-
-
-def check_view(spec: BackboneSpec, view: DataView, config: TrainConfig) -> tuple[int, int]:
-    """Everything about the data that can stop a run, before training; returns the size the backbone sees."""
-    image_size = resolve_image_size(spec, view.input_shape, config.image_size)
-    check_channels(spec, view.input_shape[2], view.channel_names)
-    if config.signal is not None and config.signal not in view.class_names:
-        raise TransferError(f"--signal {config.signal}: not one of the classes {', '.join(view.class_names)}")
-    return image_size
 
 
 #: ``--class-weight auto`` weights the classes (balanced) when the largest has this many times the smallest's events.
@@ -279,74 +268,88 @@ def run_training(config: TrainConfig) -> RunResult:
     use :func:`transfer.experiments.run_experiment` for those.
     """
     if config.folds or config.train_fraction:
-        raise TransferError("folds and train_fraction run several trainings: call "
-                            "transfer.experiments.run_experiment(config) (or transfer.crossval.run_folds, "
-                            "transfer.scan.run_train_fraction_scan)")
-    spec = get_backbone(config.backbone)
-    out = Path(config.out or config.default_out())
-    check_output_folder(out, config.overwrite)
+        raise OptionError("folds and train_fraction run several trainings: call "
+                          "transfer.experiments.run_experiment(config) (or transfer.crossval.run_folds, "
+                          "transfer.scan.run_train_fraction_scan)")
+    out = output_folder(config)
     with open_data(config) as source:
-        view = source.view()
-        image_size = check_view(spec, view, config)
-        weights = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
-        return train_view(config, spec, view, weights, out)
+        return run_plan(plan_run(config, source.view(), out))
+
+
+@contextmanager
+def keras_session(config: TrainConfig):
+    """A fresh Keras session with ``config``'s float policy (``--mixed-precision``), restored afterwards.
+
+    Earlier runs of this process (folds, scans, notebooks) free their memory.
+    """
+    import keras
+
+    previous_policy = keras.config.dtype_policy().name
+    keras.backend.clear_session()
+    try:
+        keras.config.set_dtype_policy(mixed_precision_policy(config.mixed_precision))
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def run_plan(plan: RunPlan, into: Path | None = None) -> RunResult:
+    """Train ``plan`` and write its run folder ``plan.out``: the one runner of every training.
+
+    The folder is staged and renamed into place, unless ``into`` is given: an
+    already staged folder to write into directly (experiments stage their
+    whole output folder, :func:`run_plans`).
+    """
+    with keras_session(plan.config):
+        if into is not None:
+            Path(into).mkdir(parents=True, exist_ok=False)
+            return _train_in(Path(into), plan)
+        with staged_folder(plan.out, plan.config.overwrite) as staging:
+            return _train_in(staging, plan)
+
+
+def run_plans(plan: ExperimentPlan, summarize: Callable) -> tuple[list[RunResult], object]:
+    """Run every plan of an experiment into one staged folder, then ``summarize(staging, plan, runs)``.
+
+    The experiment's ``config.yaml`` (which reproduces all of it) is written
+    beside the runs and the summary; the folder appears only when all are done.
+    Returns the runs' results and what ``summarize`` returned.
+    """
+    with staged_folder(plan.out, plan.overwrite) as staging:
+        runs = [run_plan(run, into=staging / run.name) for run in plan.runs]
+        summary = summarize(staging, plan, runs)
+        run_folder.write_config(staging, plan.record, run_folder.run_facts(plan.weights))
+    return runs, summary
 
 
 def train_view(config: TrainConfig, spec: BackboneSpec, view: DataView, weights: ResolvedWeights, out: Path,
                into: Path | None = None, record: TrainConfig | None = None, recorded: dict | None = None,
                extra_info: dict | None = None) -> RunResult:
-    """Train one model on ``view`` and write its run folder ``out``.
-
-    The folder is staged and renamed into place, unless ``into`` is given: an
-    already staged folder to write into directly (cross-validation and scans
-    stage their whole output folder). ``record`` is the configuration written
-    to config.yaml (default: ``config`` with ``out``), ``recorded`` extra facts
-    recorded under it, ``extra_info`` extra entries of metrics.json.
-    """
-    import keras
-
-    image_size = check_view(spec, view, config)
-    previous_policy = keras.config.dtype_policy().name
-    keras.backend.clear_session()  # earlier runs of this process (folds, scans, notebooks) free their memory
-    try:
-        keras.config.set_dtype_policy(mixed_precision_policy(config.mixed_precision))
-        args = (out, config, spec, view, image_size, weights, record, recorded or {}, extra_info or {})
-        if into is not None:
-            Path(into).mkdir(parents=True, exist_ok=False)
-            return _train_in(Path(into), *args)
-        with staged_folder(out, config.overwrite) as staging:
-            return _train_in(staging, *args)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    """Plan and run one model on ``view`` (the former entry point; new code builds a plan with
+    :func:`transfer.plan.plan_run` and calls :func:`run_plan`). ``spec`` must be ``config.backbone``'s."""
+    if spec.name != get_backbone(config.backbone).name:
+        raise OptionError(f"train_view: spec {spec.name!r} is not the configuration's backbone {config.backbone!r}")
+    return run_plan(plan_run(config, view, Path(out), weights=weights, record=record, facts=recorded,
+                             info=extra_info), into)
 
 
-def trains_from_scratch(spec: BackboneSpec, weights: ResolvedWeights) -> bool:
-    """One stage, every layer trained: compact networks, and pretrained backbones without pretrained weights.
-
-    A frozen stage on a randomly initialised backbone trains a head on
-    features that carry little information; with no weights to keep, the
-    whole network is trained from the start instead (and the report says so).
-    """
-    return not spec.pretrained or weights.used == "none"
-
-
-def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_size: tuple,
-                weights: ResolvedWeights, strategy=None, normalization: dict | None = None):
-    """The :class:`~transfer.model.TransferModel` for ``view``'s inputs (checks ``--unfreeze``).
+def build_parts(plan: RunPlan, strategy=None, normalization: dict | None = None):
+    """The :class:`~transfer.model.TransferModel` for the plan's inputs (checks ``--unfreeze``).
 
     ``normalization`` (per-channel ``mean`` and ``variance`` lists of the
     training inputs) standardises the inputs inside networks trained from scratch.
     """
     from transfer.model import build_transfer_model, layers_to_unfreeze
 
+    config, spec, view = plan.config, plan.spec, plan.view
     value_range = view.value_range() if spec.pretrained and view.input_dtype != "uint8" else None
     scope = strategy.scope() if strategy is not None else _nullcontext()
     with scope:
-        parts = build_transfer_model(spec, view.input_shape, len(view.class_names), image_size,
-                                     weights.keras_arg, config.head_units, config.dropout,
+        parts = build_transfer_model(spec, view.input_shape, len(view.class_names), plan.image_size,
+                                     plan.weights.keras_arg, config.head_units, config.dropout,
                                      input_dtype=view.input_dtype, value_range=value_range,
-                                     normalization=normalization, from_scratch=trains_from_scratch(spec, weights))
-    if not trains_from_scratch(spec, weights):
+                                     normalization=normalization, from_scratch=plan.from_scratch)
+    if not plan.from_scratch:
         layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
     return parts
 
@@ -355,17 +358,16 @@ def _normalization(stats: list[dict]) -> dict:
     return {"mean": [s["mean"] for s in stats], "variance": [max(s["variance"], 1e-12) for s in stats]}
 
 
-def build_run_model(config: TrainConfig, spec: BackboneSpec, view: DataView, image_size: tuple,
-                    weights: ResolvedWeights, strategy=None):
+def build_run_model(plan: RunPlan, strategy=None):
     """The model a run trains, with the run's recipe; returns ``(parts, input statistics)``.
 
     Networks trained from scratch get their inputs standardised with the
     training events' statistics (:meth:`DataView.input_statistics`), measured here.
     Training and ``lr-find`` both build through this, so that they test the same network.
     """
-    stats = view.input_statistics(config.seed)
-    normalization = _normalization(stats) if not spec.pretrained else None
-    return build_parts(config, spec, view, image_size, weights, strategy, normalization), stats
+    stats = plan.view.input_statistics(plan.config.seed)
+    normalization = _normalization(stats) if not plan.spec.pretrained else None
+    return build_parts(plan, strategy, normalization), stats
 
 
 def _nullcontext():
@@ -374,17 +376,29 @@ def _nullcontext():
     return nullcontext()
 
 
-def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec, view: DataView,
-              image_size: tuple, weights: ResolvedWeights, record: TrainConfig | None, recorded: dict,
-              extra_info: dict) -> RunResult:
+@dataclass
+class _Trained:
+    """What training and evaluation leave for the run folder (:func:`_write_run`)."""
+
+    model: object  # keras.Model
+    splits: dict  # split -> SplitScores
+    history: object  # pandas.DataFrame
+    info: dict  # metrics.json entries besides the scores
+    baseline: object = None  # transfer.baseline.BaselineResult
+    health_inputs: dict = field(default_factory=dict)
+
+
+def _train_in(staging: Path, plan: RunPlan) -> RunResult:
+    """Train, evaluate and write the run of ``plan`` into the (staged) folder ``staging``."""
     import keras
 
+    config, spec, view, weights = plan.config, plan.spec, plan.view, plan.weights
     started = time.perf_counter()
     timing: dict[str, float] = {}
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.distribute)
-    from_scratch = trains_from_scratch(spec, weights)
-    parts, stats = build_run_model(config, spec, view, image_size, weights, strategy)
+    from_scratch = plan.from_scratch
+    parts, stats = build_run_model(plan, strategy)
     warnings = input_warnings(stats)
     for warning in warnings:
         log.warning("%s", warning)
@@ -430,7 +444,7 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
                             "transfer learning") if from_scratch and spec.pretrained else None,
         "fine_tune": "none (from scratch)" if from_scratch else config.fine_tune, "optimizer": config.optimizer,
         "lr": config.lr, "fine_tune_lr": config.lr * config.fine_tune_lr_factor,
-        "image_shape": list(view.input_shape), "image_size": list(image_size),
+        "image_shape": list(view.input_shape), "image_size": list(plan.image_size),
         "input_normalization": "per-channel standardisation inside the model (training-split mean and std)"
                                if normalized else None,
         "input_statistics": stats,
@@ -438,16 +452,15 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
         "augment_on_the_fly": augment,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
         "opened_layers": opened, "best": stages.best, "split_source": described.pop("split_source"),
-        "events_per_class": view.counts(), **described, **extra_info, "timing": timing,
+        "events_per_class": view.counts(), **described, **plan.info, "timing": timing,
         "hepvision_version": __version__,
     }
     health_inputs = {"monitor_events": stages.monitor_events, "input_warnings": warnings}
-    metrics = _write_run(staging, out, config, view, image_size, weights, parts, splits, history, info, record,
-                         recorded, baseline, health_inputs)
-    log.info("run written to %s (test accuracy %.3f)", out, metrics["test"]["accuracy"])
+    metrics = _write_run(staging, plan, _Trained(parts.model, splits, history, info, baseline, health_inputs))
+    log.info("run written to %s (test accuracy %.3f)", plan.out, metrics["test"]["accuracy"])
     for warning in metrics["health"]["warnings"]:
         log.warning("%s", warning)
-    return RunResult(out_dir=out, metrics=metrics, history=history, class_names=view.class_names,
+    return RunResult(out_dir=plan.out, metrics=metrics, history=history, class_names=view.class_names,
                      weights=weights, opened_layers=opened)
 
 
@@ -575,26 +588,13 @@ class _Stages:
         return opened
 
 
-def _write_run(staging: Path, out: Path, config: TrainConfig, view: DataView, image_size: tuple,
-               weights: ResolvedWeights, parts, splits: dict, history, info: dict,
-               record: TrainConfig | None = None, recorded: dict | None = None, baseline=None,
-               health_inputs: dict | None = None) -> dict:
+def _write_run(staging: Path, plan: RunPlan, trained: _Trained) -> dict:
     """Everything of a run folder: model, classes, split, resolved config, report files; returns the metrics."""
-    from transfer.model import export_model
-
-    export_model(parts.model).save(staging / "model.keras")
-    (staging / "classes.json").write_text(json.dumps(
-        {"classes": view.class_names, "ids": {c: i for i, c in enumerate(view.class_names)},
-         "image_shape": list(view.input_shape), "data_kind": view.kind, "input_dtype": view.input_dtype,
-         "channel_names": list(view.channel_names)}, indent=2) + "\n", encoding="utf-8")
+    view = plan.view
+    run_folder.save_model(staging, trained.model)
+    run_folder.write_classes(staging, view)
     for name, text in view.run_files().items():
         (staging / name).write_text(text, encoding="utf-8")
-    facts = {"weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
-             "hepvision_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(recorded or {})}
-    # overwrite is not carried over: re-running this file must never replace this run
-    base = record if record is not None else config
-    resolved = TrainConfig(**{**base.to_dict(), "out": str(out) if record is None else base.out,
-                              "classes": view.class_names, "image_size": list(image_size), "overwrite": False})
-    save_config(resolved, staging / "config.yaml", facts)
-    return write_run_report(staging, view.class_names, splits, history, info, config.signal, baseline,
-                            health_inputs, seed=config.seed)
+    run_folder.write_config(staging, plan.record, run_folder.run_facts(plan.weights, **plan.facts))
+    return write_run_report(staging, view.class_names, trained.splits, trained.history, trained.info,
+                            plan.config.signal, trained.baseline, trained.health_inputs, seed=plan.config.seed)
