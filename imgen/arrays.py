@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from imgen.errors import ImgenError
-from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_split
+from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, split_events
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,20 @@ class ArraySource:
         return {"files": [str(p.path) for p in self.parts],
                 "class_ids": [p.class_id for p in self.parts],
                 "classes": list(self.classes), "x_keys": list(self.x_keys), "y_key": self.y_key}
+
+
+def file_event_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Each file's name in event identities: its path relative to the folder the files share.
+
+    One file, or files in one folder: their names; class folders
+    (``data/electron/a.h5``, ``data/photon/a.h5``): ``electron/a.h5``. Forward
+    slashes; symbolic links are not followed.
+    """
+    absolute = [os.path.abspath(p) for p in paths]
+    if not absolute:
+        return []
+    base = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    return [Path(os.path.relpath(a, base)).as_posix() for a in absolute]
 
 
 def split_keys(x_key: str | Sequence[str]) -> tuple[str, ...]:
@@ -446,6 +460,17 @@ class ArrayDataset:
         part = np.searchsorted(self.offsets, idx, side="right") - 1
         return part, idx - self.offsets[part]
 
+    def event_ids(self, indices: np.ndarray | Sequence[int] | None = None) -> list[str]:
+        """The identity ``name#row`` of events (default: all) that decides their split.
+
+        ``name`` is the file's path relative to the folder all the files share
+        (:func:`file_event_names`), so the identity, and so the split, does not
+        depend on the working folder or on how the path was typed.
+        """
+        names = file_event_names([p.path for p in self.source.parts])
+        parts, rows = self.locate(np.arange(len(self)) if indices is None else indices)
+        return [f"{names[p]}#{r}" for p, r in zip(parts.tolist(), rows.tolist())]
+
     def event_source(self, index: int) -> str:
         """``file#row``: where an event comes from, for manifests and reports."""
         part, row = self.locate([index])
@@ -734,10 +759,10 @@ def fit_transform(dataset: ArrayDataset, train_indices: np.ndarray | Sequence[in
 # Splits
 # --------------------------------------------------------------------------
 
-def split_indices(dataset: ArrayDataset, seed: int = 0,
+def split_indices(dataset: ArrayDataset, seed: int = DEFAULT_SEED,
                   fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, np.ndarray]:
-    """Global indices per split, from ``imgen.split.assign_split`` with event id =
-    global index: the same splits as the PNG export of the same ``--data``."""
-    labels = dataset.labels
-    names = np.array([assign_split(i, dataset.classes[c], seed, fractions) for i, c in enumerate(labels)])
-    return {s: np.flatnonzero(names == s) for s in SPLITS}
+    """Global indices per split by the project's one rule, :func:`imgen.split.split_events`, over
+    (seed, class, ``file#row``): the same splits whether the rows are exported to PNGs
+    (``imgen arrays``) or trained on directly (``transfer``)."""
+    classes = [dataset.classes[c] for c in dataset.labels.tolist()]
+    return split_events(dataset.event_ids(), classes, seed, fractions)

@@ -12,9 +12,11 @@ or the ``--percentile`` of the positive training values):
 Values at or below zero (including noise-subtracted negative cells) are 0,
 values above ``vmax`` are 255. One channel is written as grayscale, two or
 three as RGB (a missing third channel is 0). Array rows are image rows, array
-columns image columns, unflipped. Event ids are global indices in the
-``--data`` order; splits are a hash of (seed, class, event) and so agree with
-``imgen.arrays.split_indices`` when training on the arrays directly.
+columns image columns, unflipped. Event ids (the ``event`` column and the
+file names) are global indices in the ``--data`` order; the ``source`` column
+names the row (``file#row``), and the split comes from the project's one rule,
+:func:`imgen.arrays.split_indices` over (seed, class, ``file#row``), so it is the
+split ``transfer`` makes when training on the same arrays directly.
 """
 from __future__ import annotations
 
@@ -32,11 +34,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from imgen._version import __version__
-from imgen.arrays import ArrayDataError, ArrayDataset, ArrayTransform, fit_transform, open_arrays
+from imgen.arrays import ArrayDataError, ArrayDataset, ArrayTransform, fit_transform, open_arrays, split_indices
 from imgen.atomic import staged_folder
 from imgen.errors import ImgenError
 from imgen.manifest import write_manifest
-from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_split, parse_fractions
+from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, SPLITS, parse_fractions
 from imgen.writer import image_relpath
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class ExportSummary:
 def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str | None = None,
                 min_value: float | None = None, crop: bool = False, intensity: str = "log",
                 decades: float = 3.0, max_value: Sequence[float] | None = None,
-                percentile: float = 99.5, limit: int | None = None, seed: int = 0,
+                percentile: float = 99.5, limit: int | None = None, seed: int = DEFAULT_SEED,
                 fractions: Sequence[float] = DEFAULT_FRACTIONS, overwrite: bool = False,
                 progress: bool = True) -> ExportSummary:
     """Write ``out/<class>/<class>_<event>.png`` and ``out/manifest.csv`` atomically.
@@ -128,7 +130,7 @@ def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str 
         raise ArrayDataError(f"{out}: folder exists and is not empty (use --overwrite to replace it)")
     labels = dataset.labels
     chosen = np.sort(np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(dataset.classes))]))
-    splits = {int(i): assign_split(int(i), dataset.classes[labels[i]], seed, fractions) for i in chosen}
+    splits = {int(i): split for split, rows in split_indices(dataset, seed, fractions).items() for i in rows}
     train = np.array([i for i in chosen if splits[int(i)] == "train"] or chosen, dtype=np.int64)
     transform = fit_transform(dataset, train, channels=channels, min_value=min_value, crop=crop)
     n_channels = transform.output_shape(dataset.event_shape)[-1]
@@ -200,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--percentile", type=float, default=99.5,
                         help="without --max-value: this percentile of positive training values is 255")
     parser.add_argument("--limit", type=int, help="at most N events per class")
-    parser.add_argument("--seed", type=int, default=0, help="split seed")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="seed of the split hash of (seed, class, file#row) (default: %(default)s)")
     parser.add_argument("--fractions", default=",".join(map(str, DEFAULT_FRACTIONS)),
                         help="train,validation,test fractions (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

@@ -288,7 +288,9 @@ def test_splits_deterministic_and_partition(egamma):
         splits = split_indices(ds, seed=5)
         assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(ds)))
         assert 0.65 < len(splits["train"]) / len(ds) < 0.95  # default 0.8
-        assert all(assign_split(int(i), ds.classes[ds.labels[i]], 5) == "test" for i in splits["test"])
+        ids = ds.event_ids()
+        assert ids[0] == f"{combined.name}#0"
+        assert all(assign_split(ids[i], ds.classes[ds.labels[i]], 5) == "test" for i in splits["test"])
         assert split_indices(ds, seed=5)["test"].tolist() == splits["test"].tolist()
         assert split_indices(ds, seed=6)["test"].tolist() != splits["test"].tolist()
         with pytest.raises(ImgenError, match="fractions"):

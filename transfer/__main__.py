@@ -113,7 +113,7 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="DIR|FILE|CLASS=FILE", nargs="+",
                       help="an image folder: with manifest.csv (its train/validation/test split is used) "
-                           "or with one subfolder of PNGs per class (a stratified split is made); or HDF5 "
+                           "or with one subfolder of PNGs per class (split by the hash of (seed, class, event)); or HDF5 "
                            "arrays (when --x-key is given or the values are .h5/.hdf5 files): CLASS=FILE|"
                            "FOLDER|GLOB per class (the class from the file), FILE(s) with --y-key and "
                            "--classes (labels from a key), or a folder of class folders or files (default: ./images "
@@ -123,9 +123,10 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                            "from --y-key: the names of ids 0, 1, ...); default: all, sorted. For two "
                            "classes the second is the signal class unless --signal says otherwise")
     data.add_argument("--split", metavar="TRAIN,VAL,TEST",
-                      help="fractions of the stratified split made when there is no manifest.csv (for "
-                           "HDF5: per class, so labels from a key or from one file per class give the "
-                           f"same split); recorded in the run folder as split.csv ({_default('split')})")
+                      help="fractions of the split made when there is no manifest.csv, by the one split "
+                           "rule of imgen: a hash of (seed, class, event; for HDF5 file#row), so python -m "
+                           "imgen arrays gives every row the same split; recorded in the run folder as "
+                           f"split.csv ({_default('split')})")
     data.add_argument("--image-size", metavar="N|HxW",
                       help="size the backbone sees, in pixels: images (and arrays) are resized on the fly "
                            "inside the model, which still takes inputs of their own size; sizes below the "

@@ -14,9 +14,9 @@ preprocessing (``--channels``, ``--min-value``, ``--crop``, ``--scale``) is an
 saved beside the model as ``arrays.json``, which :func:`predict_arrays`
 reads back so that new files are read and scaled exactly the same way.
 
-The split is stratified per class (:func:`transfer.sources.stratified_indices`):
-the same events land in the same split whether the classes come from a label
-key or from one file per class.
+The split is the project's one rule (:func:`imgen.arrays.split_indices`: a
+hash of (seed, class, ``file#row``)), so an event has the split here that
+``python -m imgen arrays`` gives it when exporting the same files to PNGs.
 """
 from __future__ import annotations
 
@@ -30,16 +30,18 @@ from pathlib import Path
 import numpy as np
 
 from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, expand_target, fit_transform, open_arrays,
-                          split_keys)
+                          split_indices, split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
 from transfer.files import read_run_json
-from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target, stratified_indices
+from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target
 
 log = logging.getLogger(__name__)
 
 #: Written beside model.keras: how to read and scale new files like the training data.
 ARRAYS_FILE = "arrays.json"
+#: ``split_source`` of metrics.json and ``split.method`` of arrays.json.
+SPLIT_SOURCE = "hash of (seed, class, file#row)"
 #: Training events sampled for the per-channel range that maps arrays onto 0..255 for pretrained backbones.
 VALUE_RANGE_EVENTS = 10_000
 
@@ -119,7 +121,7 @@ class ArrayView(DataView):
         """The content of ``arrays.json``: the reader's configuration and the fitted transform."""
         config = self.source.config
         return {"arrays": self.source.ds.config(), "transform": self.transform.to_dict(),
-                "split": {"method": "stratified per class", "fractions": list(config.split), "seed": config.seed}}
+                "split": {"method": SPLIT_SOURCE, "fractions": list(config.split), "seed": config.seed}}
 
     def run_files(self) -> dict[str, str]:
         return {**super().run_files(), ARRAYS_FILE: json.dumps(self.arrays_info(), indent=2) + "\n"}
@@ -144,9 +146,8 @@ class ArraySource(DataSource):
         self.ds, self.config = dataset, config
         self.class_names = list(dataset.classes)
         self.labels_all = dataset.labels
-        self.default_splits = stratified_indices(self.labels_all, self.class_names, config.split, config.seed,
-                                                 self.describe_origin())
-        self.split_source = "stratified per class"
+        self.default_splits = split_indices(dataset, config.seed, config.split)
+        self.split_source = SPLIT_SOURCE
 
     def ids(self, indices) -> list[str]:
         parts, rows = self.ds.locate(np.asarray(indices, dtype=np.int64))

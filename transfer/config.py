@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from imgen.split import DEFAULT_SEED
 from transfer.errors import TransferError
 from transfer.files import write_text_atomic
 
@@ -72,7 +73,7 @@ class TrainConfig:
     patience: Optional[int] = None
     classes: Optional[list] = None
     split: tuple = (0.8, 0.1, 0.1)
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     feature_cache: bool = True
     augment_on_the_fly: Optional[bool] = None
     mixed_precision: str = "auto"

@@ -141,8 +141,9 @@ class DataSource:
         kind: the :class:`DataKind` name.
         class_names: class names in label order.
         labels_all: integer label of every event.
-        default_splits: indices per split of the default split (manifest,
-            stratified by ``--split`` and ``--seed``).
+        default_splits: indices per split of the default split (the
+            manifest's, or the project's one rule :func:`imgen.split.assign_split`
+            with ``--split`` and ``--seed``).
         split_source: how ``default_splits`` was made.
     """
 
@@ -197,40 +198,6 @@ def _check_splits(splits: dict[str, np.ndarray], labels: np.ndarray, class_names
         if strict:
             raise TransferError(f"{message} (--strict); use more events or other --split fractions")
         log.warning("%s; they are reported as n/a (--strict refuses such data)", message)
-
-
-def stratified_indices(labels: np.ndarray, class_names: list[str], fractions: tuple, seed: int,
-                       origin: str = "--data") -> dict[str, np.ndarray]:
-    """A stratified split that depends only on each class's own events, in their order.
-
-    Class ``k``'s events (in data order) are permuted with a generator seeded
-    by ``seed`` and the class name, then cut at the ``fractions``. An event's
-    split depends on its class and its position among that class's events, not
-    on the other classes: one combined file with labels and one file per class
-    holding the same events in the same order give the same split.
-    """
-    import hashlib
-
-    labels = np.asarray(labels)
-    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
-    small = {}
-    for k, name in enumerate(class_names):
-        members = np.flatnonzero(labels == k)
-        if len(members) < 3:
-            small[name] = len(members)
-            continue
-        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
-        order = members[np.random.default_rng([int(seed) & 0xFFFFFFFF, key]).permutation(len(members))]
-        n_train = max(1, int(round(fractions[0] * len(members))))
-        n_val = max(1, int(round(fractions[1] * len(members))))
-        n_train = min(n_train, len(members) - n_val - 1)
-        parts["train"].append(order[:n_train])
-        parts["validation"].append(order[n_train:n_train + n_val])
-        parts["test"].append(order[n_train + n_val:])
-    if small:
-        raise TransferError(f"{origin}: a train/validation/test split needs at least 3 events per class; "
-                            + ", ".join(f"{c} has {n}" for c, n in sorted(small.items())))
-    return {s: np.sort(np.concatenate(v)) for s, v in parts.items()}
 
 
 # --------------------------------------------------------------------------
