@@ -118,7 +118,7 @@ def test_rendered_events_keep_their_split_without_the_manifest(tmp_path):
     """JSON render (manifest) and transfer on the same images without manifest.csv agree."""
     from imgen.pipeline import render_files
     from imgen.synth import generate
-    from transfer.data import load_image_dataset
+    from transfer.sources.images import load_image_dataset
 
     generate(tmp_path / "json", events=15, seed=1)
     render_files([tmp_path / "json"], tmp_path / "img", size=16, workers=1)
@@ -135,9 +135,9 @@ def test_rendered_events_keep_their_split_without_the_manifest(tmp_path):
 def test_hdf5_rows_have_one_split_on_every_route(tmp_path, layout):
     """``imgen arrays`` (manifest source) and ``transfer`` on the HDF5 (split.csv path) agree, by default
     seed and with another one, and both follow ``assign_split`` over (class, ``file#row``)."""
-    from imgen import arrays_synth as synth
+    from imgen.arrays import synth
     from imgen.arrays import open_arrays
-    from imgen.arrays_cli import export_pngs
+    from imgen.arrays.export import export_pngs
     from transfer.config import TrainConfig
     from transfer.sources import open_data
 
@@ -165,7 +165,7 @@ def test_hdf5_rows_have_one_split_on_every_route(tmp_path, layout):
 
 
 def test_an_array_rows_identity_does_not_depend_on_how_the_path_is_typed(tmp_path, monkeypatch):
-    from imgen import arrays_synth as synth
+    from imgen.arrays import synth
     from imgen.arrays import file_event_names, open_arrays, split_indices
 
     synth.write_electron_photon_combined(tmp_path / "all.h5", 20)

@@ -18,7 +18,7 @@ keras = pytest.importorskip("keras")
 from tests._transfer_data import make_blob_dataset  # noqa: E402
 from transfer.__main__ import main  # noqa: E402
 from transfer.config import TrainConfig, load_config  # noqa: E402
-from transfer.data import SPLIT_SOURCE  # noqa: E402
+from transfer.sources.images import SPLIT_SOURCE  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.predict import predict_images  # noqa: E402
 from transfer.train import run_training  # noqa: E402

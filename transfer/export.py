@@ -169,7 +169,7 @@ def _array_events(model_path: Path, table, info: dict) -> np.ndarray:
     """The test events (``file#row``) read and transformed as the run's ``arrays.json`` says."""
     from imgen.arrays import ArrayTransform, open_arrays
     from imgen.errors import ImgenError
-    from transfer.array_source import read_arrays_info
+    from transfer.sources.arrays import read_arrays_info
 
     saved = read_arrays_info(model_path)
     transform = ArrayTransform.from_dict(saved["transform"])

@@ -8,11 +8,12 @@ Example::
     table = predict("runs/cnn/model.keras", ["new.h5"], x_key="X")   # a run trained on HDF5 arrays
 
 :func:`predict` picks the reader by the kind of data the run was trained on
-(``data_kind`` in classes.json, :data:`PREDICTORS`): images
-(:func:`predict_images`: the model holds its own preprocessing, so it takes
-the PNGs as they are, uint8, the size and channel count of the training
-images) or arrays (:func:`transfer.array_source.predict_arrays`: the files are
-read and scaled as the run's ``arrays.json`` says).
+(``data_kind`` in classes.json, whose entry in :data:`transfer.sources.DATA_KINDS`
+names its predictor): images (:func:`predict_images`: the model holds its own
+preprocessing, so it takes the PNGs as they are, uint8, the size and channel
+count of the training images) or arrays
+(:func:`transfer.sources.arrays.predict_arrays`: the files are read and scaled
+as the run's ``arrays.json`` says).
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer.data import check_images, make_tf_dataset
 from transfer.errors import TransferError
 from transfer.files import read_run_json
 from transfer.report import predictions_table
+from transfer.sources import DATA_KINDS
+from transfer.sources.images import check_images, make_tf_dataset
 
 
 def collect_images(inputs: list) -> list[Path]:
@@ -112,21 +114,12 @@ def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int =
     return predictions_table(files, scores, class_names)
 
 
-def _predict_arrays(model_path, inputs, batch_size, x_key=None, resample=False):
-    from transfer.array_source import predict_arrays
-
-    return predict_arrays(model_path, inputs, batch_size, x_key=x_key, resample=resample)
-
-
-def _predict_images(model_path, inputs, batch_size, x_key=None, resample=False):
+def predict_image_inputs(model_path, inputs, batch_size, x_key=None, resample=False):
+    """The ``images`` kind's predictor (:class:`transfer.sources.DataKind`): refuses the array-only options."""
     for given, flag in ((x_key, "--x-key"), (resample, "--resample")):
         if given:
             raise TransferError(f"{flag}: {model_path} was trained on images, not HDF5 arrays")
     return predict_images(model_path, inputs, batch_size)
-
-
-#: data kind (classes.json ``data_kind``) -> ``predictor(model_path, inputs, batch_size, x_key, resample)``.
-PREDICTORS = {"images": _predict_images, "arrays": _predict_arrays}
 
 
 def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x_key: str | None = None,
@@ -141,6 +134,7 @@ def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x
     if not Path(model_path).is_file():
         raise TransferError(f"--model {model_path}: no such file")
     kind = read_classes(model_path).get("data_kind", "images")
-    if kind not in PREDICTORS:
-        raise TransferError(f"{Path(model_path).with_name('classes.json')}: unknown data_kind {kind!r}")
-    return PREDICTORS[kind](model_path, inputs, batch_size, x_key, resample)
+    if kind not in DATA_KINDS:
+        raise TransferError(f"{Path(model_path).with_name('classes.json')}: unknown data_kind {kind!r} "
+                            f"(known: {', '.join(DATA_KINDS)})")
+    return DATA_KINDS[kind].predict(model_path, inputs, batch_size, x_key=x_key, resample=resample)

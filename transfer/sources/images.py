@@ -16,12 +16,12 @@ files, before any training starts.
 
 :func:`open_image_source` makes such a folder the ``images`` kind of
 :mod:`transfer.sources` (uint8 PNGs decoded by ``tf.data``), next to HDF5
-arrays (:mod:`transfer.array_source`); the image-only path is
+arrays (:mod:`transfer.sources.arrays`); the image-only path is
 :class:`ImageView`.
 
 Example::
 
-    from transfer.data import load_image_dataset, make_tf_dataset
+    from transfer.sources.images import load_image_dataset, make_tf_dataset
     images = load_image_dataset("images/")
     train = make_tf_dataset(images.paths("train"), images.labels("train"),
                             channels=images.image_shape[2], batch_size=32, shuffle=True)

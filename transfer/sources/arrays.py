@@ -1,5 +1,9 @@
 """The ``arrays`` data kind: HDF5 calorimeter arrays, streamed in float32.
 
+Everything about the files (layouts, keys, classes, reading, the split, the
+preprocessing) is :mod:`imgen.arrays`'; this module adds the ``tf.data``
+streaming, the run's ``arrays.json`` and prediction on new files.
+
 ``--data`` and ``--x-key`` go to :func:`imgen.arrays.open_arrays` (its three
 layouts: labels from a key, one file or folder per class, several layers
 resampled onto one grid), and everything is checked before training: keys,
@@ -29,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, expand_target, fit_transform, open_arrays,
-                          split_indices, split_keys)
+from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, first_hdf5_file, fit_transform, list_datasets,
+                          open_arrays, split_indices, split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
 from transfer.files import read_run_json
-from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target
+from transfer.sources import DataSource, DataView
 
 log = logging.getLogger(__name__)
 
@@ -164,37 +168,15 @@ class ArraySource(DataSource):
         self.ds.close()
 
 
-def hdf5_datasets(path: str | os.PathLike) -> list[str]:
-    """Names of the datasets in an HDF5 file (for error messages)."""
-    import h5py
-
-    names: list[str] = []
-    try:
-        with h5py.File(path, "r") as handle:
-            handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    except OSError as exc:
-        raise TransferError(f"{path}: not a readable HDF5 file ({exc})") from None
-    return names
-
-
-def _first_file(items: list[str]) -> Path | None:
-    target = Path(data_target(items[0]))
-    if target.is_dir():
-        found = sorted(p for pattern in ("*", "*/*") for p in target.glob(pattern)
-                       if p.is_file() and p.suffix.lower() in HDF5_SUFFIXES)
-        return found[0] if found else None
-    try:
-        return expand_target(target)[0]
-    except ImgenError:
-        return None
-
-
 def open_array_source(config) -> ArraySource:
     """The ``arrays`` data kind: open, check every value, split (all before any training)."""
     items = config.data_items
     if not config.x_key:
-        first = _first_file(items)
-        keys = f" ({first} holds {', '.join(hdf5_datasets(first)) or 'no datasets'})" if first else ""
+        first = first_hdf5_file(items[0])
+        try:
+            keys = f" ({first} holds {', '.join(list_datasets(first)) or 'no datasets'})" if first else ""
+        except ImgenError as exc:
+            raise _as_transfer_error(exc) from None
         raise TransferError(f"--data {' '.join(items)}: HDF5 input needs --x-key, the dataset key of the "
                             f"images{keys}")
     if config.augment_on_the_fly:

@@ -1,11 +1,11 @@
-"""transfer.data: data folders, splits, image checks, tf.data pipelines."""
+"""transfer.sources.images: data folders, splits, image checks, tf.data pipelines."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests._transfer_data import make_blob_dataset
 from imgen.split import assign_split
-from transfer.data import SPLIT_SOURCE, hash_split, load_image_dataset, make_tf_dataset
+from transfer.sources.images import SPLIT_SOURCE, hash_split, load_image_dataset, make_tf_dataset
 from transfer.errors import TransferError
 
 

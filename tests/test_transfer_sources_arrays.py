@@ -1,6 +1,6 @@
 """python -m transfer on HDF5 arrays: the three layouts, float32 end to end, physics report, predict, errors.
 
-Real HDF5 files from imgen.arrays_synth, real (tiny) trainings, one epoch each;
+Real HDF5 files from imgen.arrays.synth, real (tiny) trainings, one epoch each;
 module-scoped fixtures share the runs between tests.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from imgen import arrays_synth as synth  # noqa: E402
+from imgen.arrays import synth  # noqa: E402
 from imgen.arrays import ArrayTransform, SCALES, open_arrays  # noqa: E402
 from transfer.__main__ import main  # noqa: E402
 from transfer.config import SCALES as CONFIG_SCALES  # noqa: E402
