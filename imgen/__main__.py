@@ -277,7 +277,7 @@ def build_arrays_parser() -> argparse.ArgumentParser:
                f"  {PROG} arrays --data all.h5 --x-key X --y-key y --classes electron,photon --out images\n"
                f"  {PROG} arrays --data towers/ --x-key gTowerEt --crop --out towers_png\n"
                f"  {PROG} arrays --data eplus=e.h5 gamma=g.h5 --x-key layer_0,layer_1,layer_2 --out calo\n\n"
-               "Each row's split is the one a training run on the same --data gives it (python -m transfer "
+               "Each row's split is the one a training run on the same --data gives it (python -m transfer\n"
                "--data ... --x-key ...): the manifest's source column is the row's file#row.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"hepvision {__version__}")

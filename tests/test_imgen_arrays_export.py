@@ -1,4 +1,4 @@
-"""imgen.arrays.export and ``python -m imgen arrays``: HDF5 arrays -> PNG class folders + manifest, real files end to end."""
+"""imgen.arrays.export and ``python -m imgen arrays``: HDF5 arrays -> PNG folders + manifest, real files."""
 from __future__ import annotations
 
 import json
@@ -96,7 +96,8 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
 def test_layers_as_rgb_and_too_many_channels(tmp_path, capsys):
     layers = synth.write_calo_layers(tmp_path / "calo", 4, seed=1)
     spec = [f"{name}={path}" for name, path in layers.items()]
-    assert main(["--data", *spec, "--x-key", "layer_0,layer_1,layer_2", "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main(["--data", *spec, "--x-key", "layer_0,layer_1,layer_2", "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
     image = Image.open(next((tmp_path / "a" / "gamma").iterdir()))
     assert image.mode == "RGB" and image.size == (96, 12)
     four = tmp_path / "four.h5"
@@ -104,7 +105,8 @@ def test_layers_as_rgb_and_too_many_channels(tmp_path, capsys):
         handle["X"] = np.random.default_rng(0).random((6, 8, 8, 4), dtype=np.float32)
     assert main(["--data", f"a={four}", "--x-key", "X", "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     assert "--channels" in capsys.readouterr().err
-    assert main(["--data", f"a={four}", "--x-key", "X", "--channels", "3", "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert main(["--data", f"a={four}", "--x-key", "X", "--channels", "3", "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
     assert Image.open(next((tmp_path / "b" / "a").iterdir())).mode == "L"
 
 

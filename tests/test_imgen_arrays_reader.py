@@ -16,7 +16,8 @@ import pytest
 from imgen.arrays import ArrayDataError, ArrayTransform, open_arrays, overlap_matrix, resample_to_grid, split_indices
 from imgen.errors import ImgenError
 from imgen.split import assign_split
-from tests._arrays_data import egamma, towers, layers, N_EGAMMA, N_TOWERS, N_LAYERS, write_h5, read_all, as_sorted_rows  # noqa: F401 (fixtures)
+from tests._arrays_data import (N_EGAMMA, N_LAYERS, N_TOWERS, as_sorted_rows, egamma, layers,  # noqa: F401 (fixtures)
+                                read_all, towers, write_h5)
 
 
 def test_layout1_labels_from_key(egamma):
