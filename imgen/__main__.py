@@ -242,15 +242,23 @@ def _render(argv: list[str]) -> int:
     return run_command(run, (ImgenError,), folder=args.out)
 
 
-def build_merge_shards_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} merge-shards",
-        description="Join OUT/manifest-shard-I-of-N.csv, written by runs with --shard I/N, into "
-                    "OUT/manifest.csv. Each shard manifest is checked first: complete, every row's image "
-                    "present, every image of the shard listed; a missing shard or an image listed twice "
-                    "is refused.")
-    p.add_argument("out", metavar="OUT", help="the output folder the shards rendered into")
+def _subcommand_parser(name: str, description: str, epilog: str | None = None,
+                       raw: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``python -m imgen NAME``, with ``--version`` like every command (``raw``: keep the
+    line breaks of description and epilog, for examples)."""
+    formatter = argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter
+    p = argparse.ArgumentParser(prog=f"{PROG} {name}", description=description, epilog=epilog,
+                                formatter_class=formatter)
     p.add_argument("--version", action="version", version=f"hepvision {__version__}")
+    return p
+
+
+def build_merge_shards_parser() -> argparse.ArgumentParser:
+    p = _subcommand_parser("merge-shards", "Join OUT/manifest-shard-I-of-N.csv, written by runs with --shard I/N, "
+                           "into OUT/manifest.csv. Each shard manifest is checked first: complete, every row's "
+                           "image present, every image of the shard listed; a missing shard or an image listed "
+                           "twice is refused.")
+    p.add_argument("out", metavar="OUT", help="the output folder the shards rendered into")
     return p
 
 
@@ -269,18 +277,15 @@ def _merge_shards(argv: list[str]) -> int:
 def build_arrays_parser() -> argparse.ArgumentParser:
     from imgen.arrays.export import INTENSITIES
 
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} arrays",
-        description="Write HDF5 calorimeter arrays as PNG class folders with manifest.csv.",
-        epilog="examples:\n"
+    p = _subcommand_parser(
+        "arrays", "Write HDF5 calorimeter arrays as PNG class folders with manifest.csv.",
+        "examples:\n"
                f"  {PROG} arrays --data electron=e.h5 photon=p.h5 --x-key X --out images\n"
                f"  {PROG} arrays --data all.h5 --x-key X --y-key y --classes electron,photon --out images\n"
                f"  {PROG} arrays --data towers/ --x-key gTowerEt --crop --out towers_png\n"
                f"  {PROG} arrays --data eplus=e.h5 gamma=g.h5 --x-key layer_0,layer_1,layer_2 --out calo\n\n"
                "Each row's split is the one a training run on the same --data gives it (python -m transfer\n"
-               "--data ... --x-key ...): the manifest's source column is the row's file#row.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"hepvision {__version__}")
+               "--data ... --x-key ...): the manifest's source column is the row's file#row.", raw=True)
     p.add_argument("--data", nargs="+", required=True,
                    help="class=FILE|FOLDER|GLOB per class, or FILE(s) with --y-key and --classes, "
                         "or one FOLDER of class sub-folders")
@@ -339,12 +344,11 @@ def _floats(text: str) -> list[float]:
 def build_synth_parser() -> argparse.ArgumentParser:
     from imgen.synth import CLASS_GENERATORS
 
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} synth",
-        description="Generate toy CMS-layout JSON collision events (TTjets, Wjets, DYjets), "
-                    "one file per class, for demos and tests. Same seed, same bytes.",
-        epilog="Physics of each class and the distributions used: see the docstring of imgen.synth "
-               "or docs/physics.md. (python -m imgen.synth is the same command.)")
+    p = _subcommand_parser(
+        "synth", "Generate toy CMS-layout JSON collision events (TTjets, Wjets, DYjets), one file per class, for "
+        "demos and tests. Same seed, same bytes.",
+        "Physics of each class and the distributions used: see the docstring of imgen.synth or docs/physics.md. "
+        "(python -m imgen.synth is the same command.)")
     p.add_argument("--out", required=True, help="folder to write <class>.json files into")
     p.add_argument("--events", type=int, default=1000, help="events per class (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="random seed of the events (default: %(default)s)")
@@ -352,7 +356,6 @@ def build_synth_parser() -> argparse.ArgumentParser:
                    help="comma-separated classes to generate (default: %(default)s)")
     p.add_argument("--compact", action="store_true",
                    help="write compact JSON (no indentation) for smaller, faster files")
-    p.add_argument("--version", action="version", version=f"hepvision {__version__}")
     return p
 
 
