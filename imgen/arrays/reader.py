@@ -299,14 +299,20 @@ class ArrayDataset:
         (:func:`file_event_names`), so the identity, and so the split, does not
         depend on the working folder or on how the path was typed.
         """
-        names = file_event_names([p.path for p in self.source.parts])
-        parts, rows = self.locate(np.arange(len(self)) if indices is None else indices)
-        return [f"{names[p]}#{r}" for p, r in zip(parts.tolist(), rows.tolist())]
+        return self._rows_of(file_event_names([p.path for p in self.source.parts]), indices)
+
+    def event_sources(self, indices: np.ndarray | Sequence[int] | None = None) -> list[str]:
+        """``file#row`` of events (default: all), the file as given: where each comes from, for the
+        export's manifest (``source``), a run's ``split.csv`` and ``predictions.csv`` (``path``)."""
+        return self._rows_of([str(p.path) for p in self.source.parts], indices)
 
     def event_source(self, index: int) -> str:
-        """``file#row``: where an event comes from, for manifests and reports."""
-        part, row = self.locate([index])
-        return f"{self.source.parts[int(part[0])].path}#{int(row[0])}"
+        """``file#row`` of one event (:meth:`event_sources`)."""
+        return self.event_sources([index])[0]
+
+    def _rows_of(self, names: Sequence[str], indices) -> list[str]:
+        parts, rows = self.locate(np.arange(len(self)) if indices is None else indices)
+        return [f"{names[p]}#{r}" for p, r in zip(parts.tolist(), rows.tolist())]
 
     # -- reading ------------------------------------------------------------
     def _read_part(self, i: int, rows: np.ndarray) -> np.ndarray:

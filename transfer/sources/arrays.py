@@ -154,9 +154,7 @@ class ArraySource(DataSource):
         self.split_source = SPLIT_SOURCE
 
     def ids(self, indices) -> list[str]:
-        parts, rows = self.ds.locate(np.asarray(indices, dtype=np.int64))
-        paths = [str(p.path) for p in self.ds.source.parts]
-        return [f"{paths[p]}#{r}" for p, r in zip(parts.tolist(), rows.tolist())]
+        return self.ds.event_sources(np.asarray(indices, dtype=np.int64))
 
     def view(self, splits=None) -> ArrayView:
         return ArrayView(self, self.default_splits if splits is None else splits)
@@ -283,5 +281,5 @@ def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int 
                                          dtype=np.float64))
         except ImgenError as exc:
             raise _as_transfer_error(exc) from None
-        ids = [f"{p.path}#{r}" for p, n in zip(dataset.source.parts, dataset.counts) for r in range(int(n))]
+        ids = dataset.event_sources()
     return predictions_table(ids, np.concatenate(scores), class_names)
