@@ -114,8 +114,11 @@ def test_run_from_one_file_with_labels(work, egamma):
                                       backbone="mlp", weights="none", scale="log", channels="energy", epochs=1,
                                       batch_size=32, patience=0, verbose=0, seed=3, out=str(work / "by-key")))
     assert result.metrics["image_shape"] == [32, 32, 1] and result.metrics["channel_names"] == ["energy"]
-    assert result.metrics["events_per_class"]["test"] == {"electron": 6, "photon": 6}
-    assert pd.read_csv(result.out_dir / "predictions.csv")["path"].str.match(r".*all\.h5#\d+$").all()
+    split = pd.read_csv(result.out_dir / "split.csv")
+    test = split[split["split"] == "test"]
+    assert result.metrics["events_per_class"]["test"] == {c: int((test["class"] == c).sum()) for c in CLASSES}
+    predictions = pd.read_csv(result.out_dir / "predictions.csv")["path"]
+    assert predictions.str.match(r".*all\.h5#\d+$").all() and sorted(predictions) == sorted(test["path"])
 
 
 def test_run_from_calorimeter_layers(work):
