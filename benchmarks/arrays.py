@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 
 from imgen.arrays import ArrayTransform, open_arrays
-from imgen.arrays_synth import write_electron_photon_large
+from imgen.arrays.synth import write_electron_photon_large
 
 EVENT_BYTES = 32 * 32 * 2 * 4
 PHASES = ("reader", "train")

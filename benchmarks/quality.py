@@ -12,7 +12,7 @@ default options unless the case is about an option, on data made here:
   64 px; the baseline is gradient-boosted trees on the events' physics
   objects. VGG19 uses ImageNet weights where they are in the Keras cache,
   else trains from scratch (the table says which), at 32 px to fit a CPU.
-* ``egamma-*``: a toy electron/photon calorimeter file (``imgen.arrays_synth``,
+* ``egamma-*``: a toy electron/photon calorimeter file (``imgen.arrays.synth``,
   one file, ``X`` (N, 32, 32, 2), ``y``); ``layers-*``: three calorimeter
   layers of different granularity; ``towers-*``: trigger towers in raw MeV,
   with every ``--scale``. Their baseline is trees on the pooled cells.
@@ -83,7 +83,7 @@ def make_data(kind: str, work: Path) -> tuple[list[str], str]:
                 _run([py, "-m", "imgen.synth", "--out", str(events), "--events", "800", "--seed", "42"], work)
             _run([py, "-m", "imgen", str(events), "--out", str(images), "--size", str(size), "--seed", "42"], work)
         return [str(images)], f"imgen.synth 800/class seed 42, python -m imgen --size {size}"
-    from imgen import arrays_synth
+    from imgen.arrays import synth as arrays_synth
 
     if kind == "egamma":
         path = work / "egamma.h5"

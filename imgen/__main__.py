@@ -1,19 +1,36 @@
-"""``python -m imgen``: CMS JSON or NanoAOD ROOT events -> eta-phi PNG images + manifest.
+"""``python -m imgen``: render (default), ``arrays``, ``synth``, ``merge-shards``.
 
-Only parses arguments and calls :func:`imgen.pipeline.render_files` (or,
-for ``python -m imgen arrays ...``, :mod:`imgen.arrays_cli`).
+Only argument parsing lives here; the work is done by library functions a
+notebook calls with the same names: :func:`imgen.pipeline.render_files`
+(``python -m imgen [render] INPUT...``, CMS JSON or NanoAOD ROOT events ->
+eta-phi PNGs + manifest), :func:`imgen.arrays.export.export_pngs` (``arrays``:
+HDF5 arrays -> PNGs + manifest), :func:`imgen.synth.generate` (``synth``: toy
+events) and :func:`imgen.writer.merge_shard_manifests` (``merge-shards``).
+Every command shares the option names (``--split``, ``--seed``, ``--out``,
+``--no-progress``, ``--overwrite``) and ends through
+:func:`imgen.cli_guard.run_command` (``error: ...``, exit status 2).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from imgen._version import __version__
 from imgen.errors import ImgenError
 
-EPILOG = """\
+PROG = "python -m imgen"
+
+EPILOG = f"""\
+subcommands (render is the default: "{PROG} json_files/" is "{PROG} render json_files/"):
+  {PROG} render INPUT... [options below]   (events -> eta-phi images)
+  {PROG} arrays --data ... --x-key KEY --out DIR   (HDF5 calorimeter arrays -> PNG folders)
+  {PROG} synth --out DIR [--events N]   (toy CMS-layout JSON events)
+  {PROG} merge-shards OUT   (join the shard manifests of a batch farm run)
+  run "{PROG} SUBCOMMAND --help" for their options.
+
 classes:
   Each event's class comes from its file. A file argument gives the file
   name's stem without a trailing "_json" (Wjets_json.json -> Wjets). A folder
@@ -67,7 +84,7 @@ batch farms:
   in part I of N; shards are disjoint and together cover the input. Each writes
   OUT/manifest-shard-I-of-N.csv (and images-shard-I-of-N.h5); after all
   shards ran into the same OUT (or were copied together), join the
-  manifests with:  python -m imgen --merge-shards OUT
+  manifests with:  python -m imgen merge-shards OUT
   (each shard manifest is checked first: complete, every row's image present,
   every image of the shard listed).
 
@@ -86,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     from imgen.selection import PRESETS
 
     p = argparse.ArgumentParser(
-        prog="python -m imgen",
+        prog=f"{PROG} [render]",
         description="Render CMS open-data collision events (JSON, or NanoAOD ROOT files) as eta-phi "
                     "images (PNG, optionally HDF5), one per event, with a manifest assigning each to "
                     "train/validation/test.",
@@ -147,10 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "N (exactly), N+ (at least) or <=N (at most)")
 
     o = p.add_argument_group("run")
-    o.add_argument("--split", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
-                   help="split fractions; each event's split comes from a hash of (seed, class, event), "
-                        "so re-rendering never moves an event (default: %(default)s)")
-    o.add_argument("--seed", type=int, default=0, help="seed of the split hash (default: %(default)s)")
+    add_split_options(o, "event")
     o.add_argument("--workers", type=int, default=None, metavar="N",
                    help="rendering processes; 1 renders in this process (default: all cores, at most "
                         "one per 256 kB of input)")
@@ -162,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--dry-run", action="store_true",
                    help="read, validate and select only; print the summary and cut flow, write nothing")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
-    o.add_argument("--merge-shards", metavar="OUT",
-                   help="join OUT/manifest-shard-*-of-N.csv into OUT/manifest.csv and exit")
+    o.add_argument("--merge-shards", metavar="OUT", help=argparse.SUPPRESS)  # before the merge-shards command
     o.add_argument("-v", "--verbose", action="store_true", help="log each skipped event")
     o.add_argument("--version", action="version", version=f"hepvision {__version__}")
     return p
@@ -184,25 +197,30 @@ def add_nanoaod_options(p: argparse.ArgumentParser) -> None:
                         "working point of --btag-branch listed above; other years differ, give yours)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "arrays":
-        from imgen import arrays_cli
+def add_split_options(group, identity: str) -> None:
+    """``--split`` and ``--seed``, the same for every command: the project's one split rule."""
+    from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED
 
-        return arrays_cli.main(argv[1:])
+    group.add_argument("--split", default=",".join(map(str, DEFAULT_FRACTIONS)), metavar="TRAIN,VAL,TEST",
+                       help=f"split fractions; each event's split comes from a hash of (seed, class, {identity}), "
+                            "the same rule for every command, so re-running never moves an event (default: "
+                            "%(default)s)")
+    group.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                       help="seed of the split hash (default: %(default)s)")
+
+
+def _render(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
-    from imgen import pipeline, selection, writer
+    _log(args.verbose)
+    if args.merge_shards:  # the former spelling of the merge-shards command
+        if args.inputs:
+            parser.error("--merge-shards takes no INPUT")
+        return _merge_shards([args.merge_shards])
+    from imgen import pipeline, selection
     from imgen.cli_guard import run_command
 
     def run() -> int:
-        if args.merge_shards:
-            if args.inputs:
-                parser.error("--merge-shards takes no INPUT")
-            print(f"wrote {writer.merge_shard_manifests(args.merge_shards)}")
-            return 0
         if not args.inputs and not args.classes:
             parser.error("give JSON or ROOT files, folders or globs (or --class NAME=GLOB)")
         cuts = selection.build_selection(
@@ -221,7 +239,159 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary.format())
         return 0
 
-    return run_command(run, (ImgenError,), folder=args.merge_shards or args.out)
+    return run_command(run, (ImgenError,), folder=args.out)
+
+
+def _subcommand_parser(name: str, description: str, epilog: str | None = None,
+                       raw: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``python -m imgen NAME``, with ``--version`` like every command (``raw``: keep the
+    line breaks of description and epilog, for examples)."""
+    formatter = argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter
+    p = argparse.ArgumentParser(prog=f"{PROG} {name}", description=description, epilog=epilog,
+                                formatter_class=formatter)
+    p.add_argument("--version", action="version", version=f"hepvision {__version__}")
+    return p
+
+
+def build_merge_shards_parser() -> argparse.ArgumentParser:
+    p = _subcommand_parser("merge-shards", "Join OUT/manifest-shard-I-of-N.csv, written by runs with --shard I/N, "
+                           "into OUT/manifest.csv. Each shard manifest is checked first: complete, every row's "
+                           "image present, every image of the shard listed; a missing shard or an image listed "
+                           "twice is refused.")
+    p.add_argument("out", metavar="OUT", help="the output folder the shards rendered into")
+    return p
+
+
+def _merge_shards(argv: list[str]) -> int:
+    args = build_merge_shards_parser().parse_args(argv)
+    from imgen.cli_guard import run_command
+    from imgen.writer import merge_shard_manifests
+
+    def run() -> int:
+        print(f"wrote {merge_shard_manifests(args.out)}")
+        return 0
+
+    return run_command(run, (ImgenError,), folder=args.out)
+
+
+def build_arrays_parser() -> argparse.ArgumentParser:
+    from imgen.arrays.export import INTENSITIES
+
+    p = _subcommand_parser(
+        "arrays", "Write HDF5 calorimeter arrays as PNG class folders with manifest.csv.",
+        "examples:\n"
+               f"  {PROG} arrays --data electron=e.h5 photon=p.h5 --x-key X --out images\n"
+               f"  {PROG} arrays --data all.h5 --x-key X --y-key y --classes electron,photon --out images\n"
+               f"  {PROG} arrays --data towers/ --x-key gTowerEt --crop --out towers_png\n"
+               f"  {PROG} arrays --data eplus=e.h5 gamma=g.h5 --x-key layer_0,layer_1,layer_2 --out calo\n\n"
+               "Each row's split is the one a training run on the same --data gives it (python -m transfer\n"
+               "--data ... --x-key ...): the manifest's source column is the row's file#row.", raw=True)
+    p.add_argument("--data", nargs="+", required=True,
+                   help="class=FILE|FOLDER|GLOB per class, or FILE(s) with --y-key and --classes, "
+                        "or one FOLDER of class sub-folders")
+    p.add_argument("--x-key", required=True, help="image dataset key; a comma list stacks layers")
+    p.add_argument("--y-key", help="label dataset key (labels 0..K-1)")
+    p.add_argument("--classes", help="class names in id order, comma separated")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--channels", help="channels to keep: indices or names, comma separated (at most 3)")
+    p.add_argument("--min-value", type=float, help="values below this become 0")
+    p.add_argument("--crop", action="store_true", help="drop outer rows/columns zero in every event")
+    p.add_argument("--intensity", choices=sorted(INTENSITIES), default="log", help="value to grey level")
+    p.add_argument("--decades", type=float, default=3.0, help="decades below the maximum shown (log)")
+    p.add_argument("--max-value", type=_floats, help="value(s) mapped to 255, one or one per channel")
+    p.add_argument("--percentile", type=float, default=99.5,
+                   help="without --max-value: this percentile of positive training values is 255")
+    p.add_argument("--limit", type=int, help="at most N events per class")
+    add_split_options(p, "file#row")
+    p.add_argument("--fractions", dest="split", help=argparse.SUPPRESS)  # the former name of --split
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # former name
+    return p
+
+
+def _arrays(argv: list[str]) -> int:
+    args = build_arrays_parser().parse_args(argv)
+    _log(False)
+    from imgen.arrays import open_arrays
+    from imgen.arrays.export import export_pngs
+    from imgen.cli_guard import run_command
+    from imgen.split import parse_fractions
+
+    def run() -> int:
+        with open_arrays(args.data, args.x_key, args.y_key, args.classes) as dataset:
+            summary = export_pngs(dataset, args.out, channels=args.channels, min_value=args.min_value,
+                                  crop=args.crop, intensity=args.intensity, decades=args.decades,
+                                  max_value=args.max_value, percentile=args.percentile, limit=args.limit,
+                                  seed=args.seed, fractions=parse_fractions(args.split),
+                                  overwrite=args.overwrite, progress=not args.no_progress)
+        print(f"wrote {summary.total} images to {summary.out}")
+        for name, counts in summary.counts.items():
+            print(f"  {name}: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+        print(f"  {args.intensity} intensity, 255 at " + ", ".join(f"{v:.4g}" for v in summary.vmax))
+        return 0
+
+    return run_command(run, (ImgenError,), folder=args.out)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def build_synth_parser() -> argparse.ArgumentParser:
+    from imgen.synth import CLASS_GENERATORS
+
+    p = _subcommand_parser(
+        "synth", "Generate toy CMS-layout JSON collision events (TTjets, Wjets, DYjets), one file per class, for "
+        "demos and tests. Same seed, same bytes.",
+        "Physics of each class and the distributions used: see the docstring of imgen.synth or docs/physics.md. "
+        "(python -m imgen.synth is the same command.)")
+    p.add_argument("--out", required=True, help="folder to write <class>.json files into")
+    p.add_argument("--events", type=int, default=1000, help="events per class (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the events (default: %(default)s)")
+    p.add_argument("--classes", default=",".join(CLASS_GENERATORS),
+                   help="comma-separated classes to generate (default: %(default)s)")
+    p.add_argument("--compact", action="store_true",
+                   help="write compact JSON (no indentation) for smaller, faster files")
+    return p
+
+
+def _synth(argv: list[str]) -> int:
+    args = build_synth_parser().parse_args(argv)
+    from imgen.cli_guard import run_command
+    from imgen.synth import CLASS_GENERATORS, generate
+
+    def run() -> int:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        unknown = [c for c in classes if c not in CLASS_GENERATORS]
+        if unknown:
+            raise ImgenError(f"unknown class(es) {', '.join(unknown)}; known: {', '.join(CLASS_GENERATORS)}")
+        if args.events < 1:
+            raise ImgenError(f"--events must be at least 1, got {args.events}")
+        paths = generate(args.out, args.events, args.seed, classes, None if args.compact else 3)
+        for name, path in paths.items():
+            print(f"{name}: {args.events} events -> {path}")
+        return 0
+
+    return run_command(run, (ImgenError,), folder=args.out)
+
+
+def _log(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+
+
+#: subcommand -> its function; anything else is ``render``'s arguments.
+COMMANDS = {"render": _render, "arrays": _arrays, "synth": _synth, "merge-shards": _merge_shards}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m imgen`` with ``argv``; returns the exit status (2 for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    return command(argv[1:]) if command else _render(argv)
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:

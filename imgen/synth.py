@@ -30,11 +30,10 @@ class: a top pair with a lost jet and an untagged b (looks like W+jets), a
 W produced with a b-quark pair and extra jets (looks like a top pair), a Z
 whose second lepton escaped detection and shows up as MET (looks like a W).
 
-Usage: ``python -m imgen.synth --out DIR --events N --seed S``.
+Usage: ``python -m imgen synth --out DIR --events N --seed S`` (or ``python -m imgen.synth``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -46,7 +45,6 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from imgen._version import __version__
 from imgen.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -364,41 +362,7 @@ def generate(out_dir: str | os.PathLike, events: int = 1000, seed: int = 42,
     return written
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m imgen.synth",
-        description="Generate toy CMS-layout JSON collision events (TTjets, Wjets, DYjets), "
-                    "one file per class, for demos and tests. Same seed, same bytes.",
-        epilog="Physics of each class and the distributions used: see the docstring of imgen.synth "
-               "or docs/physics.md.",
-    )
-    parser.add_argument("--out", required=True, help="folder to write <class>.json files into")
-    parser.add_argument("--events", type=int, default=1000, help="events per class (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
-    parser.add_argument("--classes", default=",".join(CLASS_GENERATORS),
-                        help="comma-separated classes to generate (default: %(default)s)")
-    parser.add_argument("--compact", action="store_true",
-                        help="write compact JSON (no indentation) for smaller, faster files")
-    parser.add_argument("--version", action="version", version=f"hepvision {__version__}")
-    return parser
+if __name__ == "__main__":  # python -m imgen.synth: the same command as python -m imgen synth
+    from imgen.__main__ import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    unknown = [c for c in classes if c not in CLASS_GENERATORS]
-    if unknown:
-        print(f"error: unknown class(es) {', '.join(unknown)}; known: {', '.join(CLASS_GENERATORS)}",
-              file=sys.stderr)
-        return 2
-    if args.events < 1:
-        print(f"error: --events must be at least 1, got {args.events}", file=sys.stderr)
-        return 2
-    paths = generate(args.out, args.events, args.seed, classes, None if args.compact else 3)
-    for name, path in paths.items():
-        print(f"{name}: {args.events} events -> {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["synth", *sys.argv[1:]]))

@@ -21,7 +21,7 @@ Promises, and how they are kept:
   longer lists are removed (:func:`remove_unlisted_images`).
 * Shards: shard I of N writes ``manifest-shard-I-of-N.csv`` (and
   ``images-shard-I-of-N.h5``) next to the images; :func:`merge_shard_manifests`
-  (``python -m imgen --merge-shards OUT``) joins them into ``manifest.csv``.
+  (``python -m imgen merge-shards OUT``) joins them into ``manifest.csv``.
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ def check_shard_manifest(out: Path, path: Path, index: int, total: int) -> list[
     """
     from imgen.split import assign_shard
 
-    where = f"--merge-shards: shard {index} of {total} ({path})"
+    where = f"merge-shards: shard {index} of {total} ({path})"
     raw = path.read_bytes()
     if not raw.endswith(b"\n"):
         raise ImgenError(f"{where}: ends in the middle of a line (cut short); render that shard again")

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "cli.md"
 #: (title, argv after ``python -m``) for every command and subcommand, in reading order.
 COMMANDS = [
-    ("Generate toy events", ["imgen.synth"]),
+    ("Generate toy events", ["imgen", "synth"]),
     ("Render events (JSON or NanoAOD ROOT)", ["imgen"]),
+    ("Join the manifests of a sharded run", ["imgen", "merge-shards"]),
     ("Export HDF5 arrays as PNG", ["imgen", "arrays"]),
     ("Augment the training split", ["augment"]),
     ("Train", ["transfer"]),

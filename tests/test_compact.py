@@ -10,7 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from imgen.arrays import ArrayTransform  # noqa: E402
-from imgen.arrays_synth import electron_photon_sample  # noqa: E402
+from imgen.arrays.synth import electron_photon_sample  # noqa: E402
 from transfer.compact import COMPACT_NETWORKS, build_compact  # noqa: E402
 
 SHAPES = [(32, 32, 2), (28, 32, 1), (12, 96, 3)]

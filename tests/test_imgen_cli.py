@@ -23,7 +23,7 @@ def test_help_and_version_in_a_subprocess():
     result = run("--help")
     assert result.returncode == 0
     text = result.stdout
-    for words in ("--selection", "--btag-wp", "GeV", "--shard I/N", "--merge-shards", "python -m imgen arrays --help",
+    for words in ("--selection", "--btag-wp", "GeV", "--shard I/N", "merge-shards OUT", "python -m imgen arrays --help",
                   "Wjets_json.json -> Wjets", "json_files/Wjets/part1.json -> Wjets", "+pi on top", "64 + round(191"):
         assert words in text, words
     result = run("--version")
@@ -31,8 +31,37 @@ def test_help_and_version_in_a_subprocess():
 
 
 def test_every_option_explains_itself():
-    for action in build_parser()._actions:
-        assert action.help, action.option_strings
+    from imgen.__main__ import build_arrays_parser, build_merge_shards_parser, build_synth_parser
+
+    for build in (build_parser, build_arrays_parser, build_synth_parser, build_merge_shards_parser):
+        for action in build()._actions:
+            assert action.help, (build.__name__, action.option_strings)
+
+
+def test_subcommands_share_option_names():
+    from imgen.__main__ import COMMANDS, build_arrays_parser
+
+    assert set(COMMANDS) == {"render", "arrays", "synth", "merge-shards"}
+    for build in (build_parser, build_arrays_parser):
+        options = {o for a in build()._actions for o in a.option_strings}
+        assert {"--split", "--seed", "--out", "--overwrite", "--no-progress"} <= options, build.__name__
+
+
+def test_render_is_the_default_subcommand(tmp_path, capsys):
+    def cut_flow(argv):
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        return printed[printed.index("cut flow"):]  # without the timing line
+
+    explicit = cut_flow(["render", str(SHORT), "--dry-run", "--workers", "1"])
+    assert explicit == cut_flow([str(SHORT), "--dry-run", "--workers", "1"]) and "short" in explicit
+
+
+def test_synth_subcommand_and_its_errors(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path), "--events", "3", "--classes", "Wjets"]) == 0
+    assert (tmp_path / "Wjets.json").is_file() and "Wjets: 3 events" in capsys.readouterr().out
+    assert main(["synth", "--out", str(tmp_path), "--classes", "QCD"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown class(es) QCD")
 
 
 @pytest.mark.slow

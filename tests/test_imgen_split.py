@@ -3,11 +3,12 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imgen.errors import ImgenError
 from imgen.inputs import class_from_file, resolve_inputs
-from imgen.split import assign_shard, assign_split, parse_fractions, parse_shard
+from imgen.split import SPLITS, assign_shard, assign_split, image_event_id, parse_fractions, parse_shard
 
 
 def test_split_is_deterministic_and_independent_of_order():
@@ -100,3 +101,83 @@ def test_input_errors(tmp_path):
     with pytest.raises(ImgenError, match="no input"):
         resolve_inputs([])
     assert os.path.exists(tmp_path / "bad name.json")
+
+
+# --------------------------------------------------------------------------
+# One rule on every route: an event's split does not depend on how it is read
+# --------------------------------------------------------------------------
+
+def _csv_splits(path: Path, key: str) -> dict[str, str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row[key]: row["split"] for row in csv.DictReader(handle)}
+
+
+def test_rendered_events_keep_their_split_without_the_manifest(tmp_path):
+    """JSON render (manifest) and transfer on the same images without manifest.csv agree."""
+    from imgen.pipeline import render_files
+    from imgen.synth import generate
+    from transfer.sources.images import load_image_dataset
+
+    generate(tmp_path / "json", events=15, seed=1)
+    render_files([tmp_path / "json"], tmp_path / "img", size=16, workers=1)
+    rendered = _csv_splits(tmp_path / "img" / "manifest.csv", "path")
+    rows = list(__import__("csv").DictReader(open(tmp_path / "img" / "manifest.csv", encoding="utf-8")))
+    assert all(assign_split(r["event"], r["class"]) == r["split"] for r in rows)
+    (tmp_path / "img" / "manifest.csv").unlink()
+    folder = load_image_dataset(tmp_path / "img")
+    assert dict(zip(folder.files, folder.splits)) == rendered
+    assert set(rendered.values()) == {"train", "validation", "test"}
+
+
+@pytest.mark.parametrize("layout", ["combined", "per-class"])
+def test_hdf5_rows_have_one_split_on_every_route(tmp_path, layout):
+    """``imgen arrays`` (manifest source) and ``transfer`` on the HDF5 (split.csv path) agree, by default
+    seed and with another one, and both follow ``assign_split`` over (class, ``file#row``)."""
+    from imgen.arrays import synth
+    from imgen.arrays import open_arrays
+    from imgen.arrays.export import export_pngs
+    from transfer.config import TrainConfig
+    from transfer.sources import open_data
+
+    if layout == "combined":
+        data = [str(synth.write_electron_photon_combined(tmp_path / "all.h5", 40))]
+        keys = {"y_key": "y", "classes": "electron,photon"}
+    else:
+        files = synth.write_electron_photon_per_class(tmp_path, 40)
+        data = [f"{name}={path}" for name, path in files.items()]
+        keys = {}
+    for seed in (None, 5):
+        given = {} if seed is None else {"seed": seed}
+        with open_arrays(data, "X", keys.get("y_key"), keys.get("classes")) as ds:
+            export_pngs(ds, tmp_path / f"png-{seed}", progress=False, **given)
+        exported = _csv_splits(tmp_path / f"png-{seed}" / "manifest.csv", "source")
+        with open_data(TrainConfig(data=data, x_key="X", **keys, **given)) as source:
+            (tmp_path / "split.csv").write_text(source.view().split_table(), encoding="utf-8")
+        trained = _csv_splits(tmp_path / "split.csv", "path")
+        assert exported == trained and len(trained) == 80
+        assert set(trained.values()) == {"train", "validation", "test"}
+        classes = {r["path"]: r["class"] for r in __import__("csv").DictReader(open(tmp_path / "split.csv"))}
+        for path, split in trained.items():
+            file, row = path.rsplit("#", 1)
+            assert assign_split(f"{Path(file).name}#{row}", classes[path], seed or 0) == split
+
+
+def test_an_array_rows_identity_does_not_depend_on_how_the_path_is_typed(tmp_path, monkeypatch):
+    from imgen.arrays import synth
+    from imgen.arrays import file_event_names, open_arrays, split_indices
+
+    synth.write_electron_photon_combined(tmp_path / "all.h5", 20)
+    monkeypatch.chdir(tmp_path)
+    with open_arrays("all.h5", "X", "y", "electron,photon") as a, \
+            open_arrays(str(tmp_path / "all.h5"), "X", "y", "electron,photon") as b:
+        assert a.event_ids()[:2] == b.event_ids()[:2] == ["all.h5#0", "all.h5#1"]
+        assert all(np.array_equal(split_indices(a)[s], split_indices(b)[s]) for s in SPLITS)
+    assert file_event_names(["data/electron/a.h5", "data/photon/a.h5"]) == ["electron/a.h5", "photon/a.h5"]
+
+
+def test_image_event_id_is_the_rendered_event():
+    assert image_event_id("Wjets/Wjets_10924.png", "Wjets") == "10924"
+    assert image_event_id("cats/photo 1.png", "cats") == "photo 1"
+    assert image_event_id("W/W_.png", "W") == "W_"

@@ -135,7 +135,7 @@ def test_merge_shards_refuses_a_shard_manifest_cut_short(tmp_path, capsys, cut):
     assert len(lines) > 3
     shard.write_bytes(b"".join(lines[:-2]) + (lines[-2][:-8] if cut == "mid-line" else b""))
     capsys.readouterr()
-    assert imgen_main(["--merge-shards", str(out)]) == 2
+    assert imgen_main(["merge-shards", str(out)]) == 2
     err = _error(capsys)
     assert "shard 1 of 2" in err and "manifest-shard-1-of-2.csv" in err
     assert not (out / "manifest.csv").exists()
@@ -148,7 +148,7 @@ def test_merge_shards_refuses_a_row_whose_image_is_missing(tmp_path, capsys):
     first = (out / "manifest-shard-0-of-2.csv").read_text().splitlines()[1].split(",")[0]
     (out / first).unlink()
     capsys.readouterr()
-    assert imgen_main(["--merge-shards", str(out)]) == 2
+    assert imgen_main(["merge-shards", str(out)]) == 2
     err = _error(capsys)
     assert "shard 0 of 2" in err and first in err and "does not exist" in err
     assert not (out / "manifest.csv").exists()
@@ -156,8 +156,9 @@ def test_merge_shards_refuses_a_row_whose_image_is_missing(tmp_path, capsys):
 
 def test_merge_shards_joins_complete_shards(tmp_path, capsys):
     out = _sharded(tmp_path)
-    assert imgen_main(["--merge-shards", str(out)]) == 0
+    assert imgen_main(["merge-shards", str(out)]) == 0
     assert {r["path"] for r in read_manifest(out)} == _pngs(out) and len(_pngs(out)) == 20
+    assert imgen_main(["--merge-shards", str(out)]) == 0  # the former spelling still works
 
 
 def test_objects_outside_the_eta_range_are_counted(tmp_path, capsys):

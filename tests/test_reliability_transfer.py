@@ -17,7 +17,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from imgen import arrays_synth as synth  # noqa: E402
+from imgen.arrays import synth  # noqa: E402
 from imgen.manifest import read_manifest, write_manifest  # noqa: E402
 from tests._transfer_data import make_blob_dataset  # noqa: E402
 from transfer.__main__ import main  # noqa: E402

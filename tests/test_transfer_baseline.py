@@ -15,7 +15,8 @@ from imgen.pipeline import render_files
 from imgen.synth import generate
 from transfer.baseline import block_pool, pool_factor, run_baseline
 from transfer.config import TrainConfig
-from transfer.sources import open_data, stratified_indices
+from imgen.split import split_events
+from transfer.sources import open_data
 
 
 def _flipped_file(path, n_per_class=60, seed=0):
@@ -25,7 +26,8 @@ def _flipped_file(path, n_per_class=60, seed=0):
     test event in their training would pull that up.
     """
     labels = np.repeat([0, 1], n_per_class)
-    test = stratified_indices(labels, ["a", "b"], (0.6, 0.2, 0.2), seed)["test"]
+    ids = [f"{path.name}#{row}" for row in range(len(labels))]  # the split identity of an HDF5 row
+    test = split_events(ids, ["ab"[k] for k in labels], seed, (0.6, 0.2, 0.2))["test"]
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 1, (len(labels), 8, 8, 1)).astype(np.float32)
     signal = labels.astype(bool).copy()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 keras = pytest.importorskip("keras")
@@ -101,7 +102,8 @@ def test_compact_network_exports_reproduce_keras_in_each_runtime(compact_run, wo
     check = export_model_files(compact_run / "model.keras", "onnx,savedmodel,tflite", out)
     events = read_test_events(compact_run / "model.keras")
     reference = _keras_scores(compact_run, events.inputs)
-    assert check["n_test_events"] == len(events.labels) == 60
+    n_test = int((pd.read_csv(compact_run / "split.csv")["split"] == "test").sum())  # about 60 of 240
+    assert check["n_test_events"] == len(events.labels) == n_test > 40
 
     # Each file reloaded here with its runtime's own API, not through the exporter's code.
     import onnxruntime as ort

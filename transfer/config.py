@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from imgen.split import DEFAULT_SEED
 from transfer.errors import OptionError
 from transfer.files import write_text_atomic
 
@@ -84,7 +85,7 @@ class TrainConfig:
     data: Any = option(
         group="data", metavar="DIR|FILE|CLASS=FILE", nargs="+",
         help="an image folder: with manifest.csv (its train/validation/test split is used) or with one "
-             "subfolder of PNGs per class (a stratified split is made); or HDF5 arrays (when --x-key is given "
+             "subfolder of PNGs per class (split by the hash of (seed, class, event)); or HDF5 arrays (when --x-key is given "
              "or the values are .h5/.hdf5 files): CLASS=FILE|FOLDER|GLOB per class (the class from the file), "
              "FILE(s) with --y-key and --classes (labels from a key), or a folder of class folders or files "
              "(default: ./images when it holds manifest.csv, i.e. the output of python -m imgen)")
@@ -151,11 +152,11 @@ class TrainConfig:
              "unless --signal says otherwise")
     split: tuple = option(
         (0.8, 0.1, 0.1), group="data", metavar="TRAIN,VAL,TEST",
-        help="fractions of the stratified split made when there is no manifest.csv (for HDF5: per class, so "
-             "labels from a key or from one file per class give the same split); recorded in the run folder "
-             "as split.csv ({default})")
+        help="fractions of the split made when there is no manifest.csv, by the one split rule of imgen: a "
+             "hash of (seed, class, event; for HDF5 file#row), so python -m imgen arrays gives every row the "
+             "same split; recorded in the run folder as split.csv ({default})")
     seed: int = option(
-        42, group="training",
+        DEFAULT_SEED, group="training",
         help="seed of the split, shuffling, augmentation and initialisation ({default})")
     feature_cache: bool = option(
         True, group="training",

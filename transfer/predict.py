@@ -8,11 +8,12 @@ Example::
     table = predict("runs/cnn/model.keras", ["new.h5"], x_key="X")   # a run trained on HDF5 arrays
 
 :func:`predict` picks the reader by the kind of data the run was trained on
-(``data_kind`` in classes.json, :data:`PREDICTORS`): images
-(:func:`predict_images`: the model holds its own preprocessing, so it takes
-the PNGs as they are, uint8, the size and channel count of the training
-images) or arrays (:func:`transfer.array_source.predict_arrays`: the files are
-read and scaled as the run's ``arrays.json`` says).
+(``data_kind`` in classes.json, whose entry in :data:`transfer.sources.DATA_KINDS`
+names its predictor): images (:func:`predict_images`: the model holds its own
+preprocessing, so it takes the PNGs as they are, uint8, the size and channel
+count of the training images) or arrays
+(:func:`transfer.sources.arrays.predict_arrays`: the files are read and scaled
+as the run's ``arrays.json`` says).
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer.data import check_images, make_tf_dataset
 from transfer.errors import TransferError
 from transfer.report import predictions_table
 # load_model and read_classes are also this module's public names (notebooks import them from here)
 from transfer.run_folder import data_kind, load_model, read_classes, require_model  # noqa: F401
+from transfer.sources import DATA_KINDS
+from transfer.sources.images import check_images, make_tf_dataset
 
 
 def collect_images(inputs: list) -> list[Path]:
@@ -71,21 +73,12 @@ def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int =
     return predictions_table(files, scores, class_names)
 
 
-def _predict_arrays(model_path, inputs, batch_size, x_key=None, resample=False):
-    from transfer.array_source import predict_arrays
-
-    return predict_arrays(model_path, inputs, batch_size, x_key=x_key, resample=resample)
-
-
-def _predict_images(model_path, inputs, batch_size, x_key=None, resample=False):
+def predict_image_inputs(model_path, inputs, batch_size, x_key=None, resample=False):
+    """The ``images`` kind's predictor (:class:`transfer.sources.DataKind`): refuses the array-only options."""
     for given, flag in ((x_key, "--x-key"), (resample, "--resample")):
         if given:
             raise TransferError(f"{flag}: {model_path} was trained on images, not HDF5 arrays")
     return predict_images(model_path, inputs, batch_size)
-
-
-#: data kind (classes.json ``data_kind``) -> ``predictor(model_path, inputs, batch_size, x_key, resample)``.
-PREDICTORS = {"images": _predict_images, "arrays": _predict_arrays}
 
 
 def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x_key: str | None = None,
@@ -97,5 +90,5 @@ def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x
     key(s), default the ones the run was trained with; ``resample``: accept
     files on another grid than the training files and resample them onto it).
     """
-    kind = data_kind(require_model(model_path), PREDICTORS)
-    return PREDICTORS[kind](model_path, inputs, batch_size, x_key, resample)
+    kind = data_kind(require_model(model_path), DATA_KINDS)
+    return DATA_KINDS[kind].predict(model_path, inputs, batch_size, x_key=x_key, resample=resample)

@@ -1,5 +1,9 @@
 """The ``arrays`` data kind: HDF5 calorimeter arrays, streamed in float32.
 
+Everything about the files (layouts, keys, classes, reading, the split, the
+preprocessing) is :mod:`imgen.arrays`'; this module adds the ``tf.data``
+streaming, the run's ``arrays.json`` and prediction on new files.
+
 ``--data`` and ``--x-key`` go to :func:`imgen.arrays.open_arrays` (its three
 layouts: labels from a key, one file or folder per class, several layers
 resampled onto one grid), and everything is checked before training: keys,
@@ -14,9 +18,9 @@ preprocessing (``--channels``, ``--min-value``, ``--crop``, ``--scale``) is an
 saved beside the model as ``arrays.json``, which :func:`predict_arrays`
 reads back so that new files are read and scaled exactly the same way.
 
-The split is stratified per class (:func:`transfer.sources.stratified_indices`):
-the same events land in the same split whether the classes come from a label
-key or from one file per class.
+The split is the project's one rule (:func:`imgen.arrays.split_indices`: a
+hash of (seed, class, ``file#row``)), so an event has the split here that
+``python -m imgen arrays`` gives it when exporting the same files to PNGs.
 """
 from __future__ import annotations
 
@@ -29,17 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
-from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, expand_target, fit_transform, open_arrays,
-                          split_keys)
+from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, first_hdf5_file, fit_transform, list_datasets,
+                          open_arrays, split_indices, split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
 from transfer.files import read_run_json
-from transfer.sources import HDF5_SUFFIXES, DataSource, DataView, data_target, stratified_indices
+from transfer.sources import DataSource, DataView
 
 log = logging.getLogger(__name__)
 
 #: Written beside model.keras: how to read and scale new files like the training data.
 ARRAYS_FILE = "arrays.json"
+#: ``split_source`` of metrics.json and ``split.method`` of arrays.json.
+SPLIT_SOURCE = "hash of (seed, class, file#row)"
 #: Training events sampled for the per-channel range that maps arrays onto 0..255 for pretrained backbones.
 VALUE_RANGE_EVENTS = 10_000
 
@@ -119,7 +125,7 @@ class ArrayView(DataView):
         """The content of ``arrays.json``: the reader's configuration and the fitted transform."""
         config = self.source.config
         return {"arrays": self.source.ds.config(), "transform": self.transform.to_dict(),
-                "split": {"method": "stratified per class", "fractions": list(config.split), "seed": config.seed}}
+                "split": {"method": SPLIT_SOURCE, "fractions": list(config.split), "seed": config.seed}}
 
     def run_files(self) -> dict[str, str]:
         return {**super().run_files(), ARRAYS_FILE: json.dumps(self.arrays_info(), indent=2) + "\n"}
@@ -144,14 +150,11 @@ class ArraySource(DataSource):
         self.ds, self.config = dataset, config
         self.class_names = list(dataset.classes)
         self.labels_all = dataset.labels
-        self.default_splits = stratified_indices(self.labels_all, self.class_names, config.split, config.seed,
-                                                 self.describe_origin())
-        self.split_source = "stratified per class"
+        self.default_splits = split_indices(dataset, config.seed, config.split)
+        self.split_source = SPLIT_SOURCE
 
     def ids(self, indices) -> list[str]:
-        parts, rows = self.ds.locate(np.asarray(indices, dtype=np.int64))
-        paths = [str(p.path) for p in self.ds.source.parts]
-        return [f"{paths[p]}#{r}" for p, r in zip(parts.tolist(), rows.tolist())]
+        return self.ds.event_sources(np.asarray(indices, dtype=np.int64))
 
     def view(self, splits=None) -> ArrayView:
         return ArrayView(self, self.default_splits if splits is None else splits)
@@ -163,37 +166,15 @@ class ArraySource(DataSource):
         self.ds.close()
 
 
-def hdf5_datasets(path: str | os.PathLike) -> list[str]:
-    """Names of the datasets in an HDF5 file (for error messages)."""
-    import h5py
-
-    names: list[str] = []
-    try:
-        with h5py.File(path, "r") as handle:
-            handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    except OSError as exc:
-        raise TransferError(f"{path}: not a readable HDF5 file ({exc})") from None
-    return names
-
-
-def _first_file(items: list[str]) -> Path | None:
-    target = Path(data_target(items[0]))
-    if target.is_dir():
-        found = sorted(p for pattern in ("*", "*/*") for p in target.glob(pattern)
-                       if p.is_file() and p.suffix.lower() in HDF5_SUFFIXES)
-        return found[0] if found else None
-    try:
-        return expand_target(target)[0]
-    except ImgenError:
-        return None
-
-
 def open_array_source(config) -> ArraySource:
     """The ``arrays`` data kind: open, check every value, split (all before any training)."""
     items = config.data_items
     if not config.x_key:
-        first = _first_file(items)
-        keys = f" ({first} holds {', '.join(hdf5_datasets(first)) or 'no datasets'})" if first else ""
+        first = first_hdf5_file(items[0])
+        try:
+            keys = f" ({first} holds {', '.join(list_datasets(first)) or 'no datasets'})" if first else ""
+        except ImgenError as exc:
+            raise _as_transfer_error(exc) from None
         raise TransferError(f"--data {' '.join(items)}: HDF5 input needs --x-key, the dataset key of the "
                             f"images{keys}")
     if config.augment_on_the_fly:
@@ -300,5 +281,5 @@ def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int 
                                          dtype=np.float64))
         except ImgenError as exc:
             raise _as_transfer_error(exc) from None
-        ids = [f"{p.path}#{r}" for p, n in zip(dataset.source.parts, dataset.counts) for r in range(int(n))]
+        ids = dataset.event_sources()
     return predictions_table(ids, np.concatenate(scores), class_names)

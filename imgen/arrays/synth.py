@@ -1,4 +1,4 @@
-"""Small, physically plausible HDF5 files in the three layouts ``imgen.arrays`` reads.
+"""Small, physically plausible HDF5 files in the three layouts :mod:`imgen.arrays` reads.
 
 Real calorimeter samples are gigabytes and cannot ship with the package; tests,
 benchmarks and the notebook write these instead. Same seed, same arrays.

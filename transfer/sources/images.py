@@ -4,9 +4,10 @@ A data folder is either
 
 * written by ``imgen``/``augment``: it holds ``manifest.csv``, whose ``split``
   column (train/validation/test) is used as it is, or
-* plain class subfolders of PNG images (``root/<class>/*.png``): a stratified
-  split (fractions ``split``, scikit-learn, ``seed``) is made and recorded in
-  the run folder as ``split.csv``.
+* plain class subfolders of PNG images (``root/<class>/*.png``): the split is
+  made by the project's one rule (:func:`hash_split`: fractions ``split``,
+  ``seed``, each image's event from its file name) and recorded in the run
+  folder as ``split.csv``.
 
 Class names are sorted unless the caller gives ``classes`` (an order, and
 possibly a subset). Every image's PNG header is read up front (Pillow), so that
@@ -15,12 +16,12 @@ files, before any training starts.
 
 :func:`open_image_source` makes such a folder the ``images`` kind of
 :mod:`transfer.sources` (uint8 PNGs decoded by ``tf.data``), next to HDF5
-arrays (:mod:`transfer.array_source`); the image-only path is
+arrays (:mod:`transfer.sources.arrays`); the image-only path is
 :class:`ImageView`.
 
 Example::
 
-    from transfer.data import load_image_dataset, make_tf_dataset
+    from transfer.sources.images import load_image_dataset, make_tf_dataset
     images = load_image_dataset("images/")
     train = make_tf_dataset(images.paths("train"), images.labels("train"),
                             channels=images.image_shape[2], batch_size=32, shuffle=True)
@@ -40,11 +41,14 @@ import numpy as np
 from imgen.errors import ImgenError
 from imgen.image_files import check_images as _check_image_files
 from imgen.manifest import AUGMENTED_FROM, MANIFEST_NAME, SPLITS, read_manifest
+from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, image_event_id, split_events
 from transfer.errors import TransferError
 from transfer.sources import DataSource, DataView
 
 log = logging.getLogger(__name__)
 
+#: ``split_source`` of an image folder without a manifest.
+SPLIT_SOURCE = "hash of (seed, class, event)"
 #: Decoded images are cached in memory (``tf.data`` ``cache()``) up to this size.
 MAX_IMAGE_CACHE_BYTES = 2 << 30
 
@@ -60,7 +64,7 @@ class ImageDataset:
         classes: class name of every image.
         splits: split (``train``/``validation``/``test``) of every image.
         image_shape: ``(height, width, channels)`` of the decoded images.
-        split_source: ``"manifest"`` or ``"stratified"`` (made here).
+        split_source: ``"manifest"`` or :data:`SPLIT_SOURCE` (made here).
         augmented: per image, whether it is an augmented copy (manifest only).
         events, sources: per image, the manifest's ``event`` and ``source``
             (the event it was rendered from; manifest only), for the baseline.
@@ -112,7 +116,7 @@ class ImageDataset:
 
 
 def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None,
-                       split: tuple = (0.8, 0.1, 0.1), seed: int = 42) -> ImageDataset:
+                       split: tuple = DEFAULT_FRACTIONS, seed: int = DEFAULT_SEED) -> ImageDataset:
     """Read, check and split the images under ``root`` (see the module docstring).
 
     Raises:
@@ -130,17 +134,19 @@ def load_image_dataset(root: str | os.PathLike, classes: list[str] | None = None
     else:
         files, names = _from_class_folders(root)
         splits = None
-        source = "stratified"
+        source = SPLIT_SOURCE
     class_names = _choose_classes(root, sorted(set(names)), classes)
     keep = [i for i, name in enumerate(names) if name in class_names]
     files, names = [files[i] for i in keep], [names[i] for i in keep]
     shape = check_images([root / f for f in files])
     if splits is None:
-        splits = stratified_split(files, names, split, seed)
+        splits = hash_split(files, names, split, seed)
+        where = f"--data {root} (split {','.join(f'{f:g}' for f in split)}, seed {seed})"
     else:
         splits = [splits[i] for i in keep]
         augmented, events, sources = ([column[i] for i in keep] for column in (augmented, events, sources))
-        _check_manifest_splits(root, class_names, names, splits)
+        where = str(root / MANIFEST_NAME)
+    _check_splits_have_images(where, class_names, names, splits)
     dataset = ImageDataset(root=root, class_names=class_names, files=files, classes=names,
                            splits=splits, image_shape=shape, split_source=source, augmented=augmented,
                            events=events, sources=sources)
@@ -194,40 +200,29 @@ def _choose_classes(root: Path, found: list[str], wanted: list[str] | None) -> l
     return found
 
 
-def _check_manifest_splits(root: Path, class_names, names, splits) -> None:
+def _check_splits_have_images(where: str, class_names, names, splits) -> None:
     counts = Counter(zip(splits, names))
     for split in SPLITS:
         if not any(counts[(split, c)] for c in class_names):
-            raise TransferError(f"{root / MANIFEST_NAME}: the {split} split has no images")
+            raise TransferError(f"{where}: the {split} split has no images; use more images or other --split "
+                                "fractions")
     empty = [c for c in class_names if not counts[("train", c)]]
     if empty:
-        raise TransferError(f"{root / MANIFEST_NAME}: class(es) {', '.join(empty)} have no training images")
+        raise TransferError(f"{where}: class(es) {', '.join(empty)} have no training images")
 
 
-def stratified_split(files: list[str], classes: list[str], fractions: tuple = (0.8, 0.1, 0.1),
-                     seed: int = 42) -> list[str]:
-    """Split name for each file: stratified by class, reproducible with ``seed``."""
-    from sklearn.model_selection import train_test_split
-
-    counts = Counter(classes)
-    small = {c: n for c, n in counts.items() if n < 3}
-    if small:
-        raise TransferError("a stratified train/validation/test split needs at least 3 images per class; "
-                            + ", ".join(f"{c} has {n}" for c, n in sorted(small.items())))
-    train_f, val_f, test_f = fractions
-    index = np.arange(len(files))
-    try:
-        train, rest = train_test_split(index, train_size=train_f, stratify=classes, random_state=seed)
-        val, test = train_test_split(rest, train_size=val_f / (val_f + test_f),
-                                     stratify=[classes[i] for i in rest], random_state=seed)
-    except ValueError as exc:
-        raise TransferError(f"cannot make a stratified split {train_f:g}/{val_f:g}/{test_f:g} of "
-                            f"{len(files)} images in {len(counts)} classes ({exc}); use more images "
-                            "or other --split fractions") from None
+def hash_split(files: list[str], classes: list[str], fractions: tuple = DEFAULT_FRACTIONS,
+               seed: int = DEFAULT_SEED) -> list[str]:
+    """Split name for each image without a manifest, by the project's one rule
+    (:func:`imgen.split.assign_split` over (seed, class, event), the event from
+    the file name, :func:`imgen.split.image_event_id`): a folder ``imgen``
+    rendered keeps its manifest's splits, and adding images never moves one."""
+    ids = [image_event_id(f, c) for f, c in zip(files, classes)]
+    rows = split_events(ids, classes, seed, fractions)
     splits = [""] * len(files)
-    for name, rows in (("train", train), ("validation", val), ("test", test)):
-        for i in rows:
-            splits[i] = name
+    for name, indices in rows.items():
+        for i in indices:
+            splits[int(i)] = name
     return splits
 
 

@@ -1,6 +1,6 @@
 """python -m transfer on HDF5 arrays: the three layouts, float32 end to end, physics report, predict, errors.
 
-Real HDF5 files from imgen.arrays_synth, real (tiny) trainings, one epoch each;
+Real HDF5 files from imgen.arrays.synth, real (tiny) trainings, one epoch each;
 module-scoped fixtures share the runs between tests.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from imgen import arrays_synth as synth  # noqa: E402
+from imgen.arrays import synth  # noqa: E402
 from imgen.arrays import ArrayTransform, SCALES, open_arrays  # noqa: E402
 from transfer.__main__ import main  # noqa: E402
 from transfer.config import SCALES as CONFIG_SCALES  # noqa: E402
@@ -61,19 +61,22 @@ def run_by_file(work, egamma):
 
 # --- layouts --------------------------------------------------------------------------------------
 
-def test_class_from_file_and_from_key_give_the_same_splits(egamma):
+def test_both_layouts_split_every_row_by_the_one_rule(egamma):
+    """Labels from a key or one file per class: each row's split is imgen's rule over (class, file#row)."""
+    from imgen.split import assign_split
+
     combined, per_class = egamma
     by_key = TrainConfig(data=str(combined), x_key="X", y_key="y", classes="electron,photon", seed=3)
     by_file = TrainConfig(data=per_class_args(per_class), x_key="X", seed=3)
-    with open_data(by_key) as a, open_data(by_file) as b:
-        view_a, view_b = a.view(), b.view()
-        assert view_a.counts() == view_b.counts()
-        assert sum(view_a.counts()["train"].values()) == 96
-        for split in ("train", "validation", "test"):  # the very same events, whatever the layout
-            xa, ya = a.ds.read_batch(view_a.splits[split])
-            xb, yb = b.ds.read_batch(view_b.splits[split])
-            assert sorted((int(y), x.tobytes()) for x, y in zip(xa, ya)) == \
-                sorted((int(y), x.tobytes()) for x, y in zip(xb, yb))
+    for config in (by_key, by_file):
+        with open_data(config) as source:
+            view = source.view()
+            ids = source.ds.event_ids()
+            assert sum(sum(c.values()) for c in view.counts().values()) == 2 * N
+            for split in ("train", "validation", "test"):
+                assert all(assign_split(ids[i], CLASSES[source.labels_all[i]], 3) == split
+                           for i in view.splits[split])
+                assert all(n > 0 for n in view.counts()[split].values())
 
 
 def test_run_from_per_class_files_writes_the_full_report(run_by_file, egamma):
@@ -85,11 +88,14 @@ def test_run_from_per_class_files_writes_the_full_report(run_by_file, egamma):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data_kind"] == "arrays" and metrics["training"] == "from scratch"
     assert metrics["image_shape"] == [32, 32, 2] and metrics["channel_names"] == ["energy", "time"]
-    assert metrics["events_per_class"] == {"train": {"electron": 48, "photon": 48},
-                                           "validation": {"electron": 6, "photon": 6},
-                                           "test": {"electron": 6, "photon": 6}}
+    split = pd.read_csv(out / "split.csv")
+    counts = split.groupby(["split", "class"]).size()
+    assert metrics["events_per_class"] == {s: {c: int(counts[s, c]) for c in CLASSES}
+                                           for s in ("train", "validation", "test")}
     report = (out / "report.md").read_text()
-    assert "| train | 48 | 48 | 96 |" in report and "| test | 6 | 6 | 12 |" in report
+    for s in ("train", "test"):
+        e, p = int(counts[s, "electron"]), int(counts[s, "photon"])
+        assert f"| {s} | {e} | {p} | {e + p} |" in report
     assert "![Likelihood-ratio discriminant (test split)](discriminant.png)" in report
     assert "eff. 80%" in report
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
@@ -108,8 +114,11 @@ def test_run_from_one_file_with_labels(work, egamma):
                                       backbone="mlp", weights="none", scale="log", channels="energy", epochs=1,
                                       batch_size=32, patience=0, verbose=0, seed=3, out=str(work / "by-key")))
     assert result.metrics["image_shape"] == [32, 32, 1] and result.metrics["channel_names"] == ["energy"]
-    assert result.metrics["events_per_class"]["test"] == {"electron": 6, "photon": 6}
-    assert pd.read_csv(result.out_dir / "predictions.csv")["path"].str.match(r".*all\.h5#\d+$").all()
+    split = pd.read_csv(result.out_dir / "split.csv")
+    test = split[split["split"] == "test"]
+    assert result.metrics["events_per_class"]["test"] == {c: int((test["class"] == c).sum()) for c in CLASSES}
+    predictions = pd.read_csv(result.out_dir / "predictions.csv")["path"]
+    assert predictions.str.match(r".*all\.h5#\d+$").all() and sorted(predictions) == sorted(test["path"])
 
 
 def test_run_from_calorimeter_layers(work):
@@ -227,10 +236,12 @@ def test_class_weight_balanced_on_an_imbalanced_set(work):
                                       backbone="mlp", weights="none", scale="log", class_weight="balanced",
                                       epochs=1, batch_size=32, patience=0, verbose=0, out=str(work / "weighted")))
     train = result.metrics["events_per_class"]["train"]
-    assert train == {"electron": 48, "photon": 12}
-    assert result.metrics["class_weight"] == {"electron": pytest.approx(60 / (2 * 48)),
-                                              "photon": pytest.approx(60 / (2 * 12))}
-    assert "class weights (balanced) | electron 0.625, photon 2.5" in (result.out_dir / "report.md").read_text()
+    n_e, n_p = train["electron"], train["photon"]
+    assert n_e > 2 * n_p > 0  # about 48 and 12
+    assert result.metrics["class_weight"] == {"electron": pytest.approx((n_e + n_p) / (2 * n_e)),
+                                              "photon": pytest.approx((n_e + n_p) / (2 * n_p))}
+    weights = f"electron {(n_e + n_p) / (2 * n_e):.3g}, photon {(n_e + n_p) / (2 * n_p):.3g}"
+    assert f"class weights (balanced) | {weights}" in (result.out_dir / "report.md").read_text()
 
 
 # --- bad input: a clear error before training -------------------------------------------------------

@@ -1,44 +1,38 @@
-"""Calorimeter image arrays from HDF5: resolve, read in chunks, normalise.
+"""Reading calorimeter arrays from HDF5: lazily, in chunks, layers resampled onto one grid.
 
-Three layouts are read the same way (see :func:`resolve_source`):
-
-1. one file with images under one key and integer labels under another
-   (``--data all.h5 --x-key X --y-key y --classes electron,photon``);
-2. one or more files per class, the class from the file or folder
-   (``--data electron=e.h5 photon=dir/`` or ``photon='p_*.h5'``);
-3. one file per class holding several detector layers of different shapes
-   (``--x-key layer_0,layer_1,layer_2``), resampled onto one grid and stacked
-   as channels (see :func:`resample_to_grid`).
+The three layouts of :mod:`imgen.arrays` (resolved by
+:func:`imgen.arrays.files.resolve_source`) are read the same way; layers of
+different shapes are resampled onto one grid, conserving energy
+(:func:`resample_to_grid`), and stacked as channels.
 
 Files never have to fit in memory: :class:`ArrayDataset` keeps the files
 open read-only and reads the events it is asked for (``read_batch``), in
-chunks (``iter_chunks``) or in training batches (``batches``). Everything that
-is *fitted* (crop box, standardisation statistics) comes from the training
-indices alone and lands in an :class:`ArrayTransform` that serialises to a
-plain dict, so ``predict`` applies exactly the same thing.
+chunks (``iter_chunks``) or in training batches (``batches``). Each row's
+identity ``file#row`` (:meth:`ArrayDataset.event_ids`) decides its split
+(:func:`split_indices`, the project's one rule).
 
 This module is pure NumPy + h5py: it never imports TensorFlow.
 """
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import threading
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import h5py
 import numpy as np
 
-from imgen.errors import ImgenError
-from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_split
+from imgen.arrays.files import (ArrayDataError, ArrayPart, ArraySource, file_event_names, list_datasets,
+                                resolve_source, where)
+from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, split_events
+
+if TYPE_CHECKING:
+    from imgen.arrays.transform import ArrayTransform
 
 log = logging.getLogger(__name__)
 
-#: File suffixes taken from a folder.
-H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 #: Events read per chunk by the chunked passes (a 32x32x2 float32 event is
 #: 8 KiB, so 4096 events are 32 MiB).
 DEFAULT_CHUNK_EVENTS = 4096
@@ -52,153 +46,6 @@ CACHE_BYTES = 32 * 2**20
 MAX_GAP = 16
 #: Attributes of an image dataset that may name its channels.
 CHANNEL_NAME_ATTRS = ("channel_names", "channels")
-
-
-class ArrayDataError(ImgenError):
-    """Bad array input; the message names the file, the key and the problem.
-
-    An ``ImgenError`` (so a ``ValueError``): ``python -m imgen`` reports it as
-    ``error: ...`` with exit status 2 like any other bad input.
-    """
-
-
-def _where(path: os.PathLike | str, key: str | None = None) -> str:
-    return f"{path}" if key is None else f"{path}, key {key!r}"
-
-
-# --------------------------------------------------------------------------
-# Source: which files, which keys, which classes
-# --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ArrayPart:
-    """One HDF5 file; ``class_id`` is None when labels come from ``y_key``."""
-
-    path: Path
-    class_id: int | None = None
-
-
-@dataclass(frozen=True)
-class ArraySource:
-    """What to read: files, image key(s), label key, class names (in id order)."""
-
-    parts: tuple[ArrayPart, ...]
-    classes: tuple[str, ...]
-    x_keys: tuple[str, ...]
-    y_key: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"files": [str(p.path) for p in self.parts],
-                "class_ids": [p.class_id for p in self.parts],
-                "classes": list(self.classes), "x_keys": list(self.x_keys), "y_key": self.y_key}
-
-
-def split_keys(x_key: str | Sequence[str]) -> tuple[str, ...]:
-    """``"layer_0,layer_1"`` or a sequence -> a tuple of non-empty keys."""
-    items = x_key.split(",") if isinstance(x_key, str) else list(x_key)
-    keys = tuple(k.strip() for k in items if k.strip())
-    if not keys:
-        raise ArrayDataError(f"no image key given (x_key={x_key!r})")
-    return keys
-
-
-def _h5_files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in H5_SUFFIXES)
-
-
-def expand_target(target: str | os.PathLike) -> list[Path]:
-    """A file, a folder (its HDF5 files, sorted) or a glob (sorted matches)."""
-    text = str(target)
-    path = Path(text).expanduser()
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = _h5_files_in(path)
-        if not files:
-            raise ArrayDataError(f"{path}: folder holds no HDF5 files ({', '.join(H5_SUFFIXES)})")
-        return files
-    if glob.has_magic(text):
-        files = sorted(Path(m) for m in glob.glob(os.path.expanduser(text)) if Path(m).is_file())
-        if not files:
-            raise ArrayDataError(f"{text}: pattern matches no file")
-        return files
-    raise ArrayDataError(f"{text}: no such file or folder")
-
-
-def _named(spec: str) -> tuple[str, str] | None:
-    """``name=target`` -> (name, target); None for a plain path."""
-    name, sep, target = spec.partition("=")
-    if not sep or not name or "/" in name or os.sep in name or Path(spec).exists():
-        return None
-    return name.strip(), target.strip()
-
-
-def _order_classes(found: Sequence[str], classes: Sequence[str] | None, what: str) -> tuple[str, ...]:
-    if classes is None:
-        return tuple(found)
-    classes = tuple(classes)
-    if sorted(classes) != sorted(found) or len(set(classes)) != len(classes):
-        raise ArrayDataError(f"classes {list(classes)} do not match the classes of {what}: {sorted(found)}")
-    return classes
-
-
-def resolve_source(data: str | os.PathLike | Sequence[str | os.PathLike],
-                   x_key: str | Sequence[str],
-                   y_key: str | None = None,
-                   classes: str | Sequence[str] | None = None, unlabeled: bool = False) -> ArraySource:
-    """Turn CLI-like ``--data`` items into an :class:`ArraySource`.
-
-    * ``name=file|folder|glob`` (repeatable, one name may repeat): the class is
-      the name; class ids follow the order given, or ``classes`` if given.
-    * plain file(s) with ``y_key`` and ``classes``: labels are read from
-      ``y_key`` and must lie in ``range(len(classes))``.
-    * one plain folder without ``y_key``: each sub-folder holding HDF5 files is
-      a class, or else each HDF5 file (class = file stem); sorted names.
-    * ``unlabeled=True`` (prediction on new data): plain files, folders or
-      globs, no class needed; every label is -1. ``classes`` is kept as given.
-
-    Example: ``resolve_source(["electron=e.h5", "photon=p.h5"], "X")``.
-    """
-    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-    if not items:
-        raise ArrayDataError("no data given")
-    keys = split_keys(x_key)
-    if isinstance(classes, str):
-        classes = [c.strip() for c in classes.split(",") if c.strip()]
-    if unlabeled:
-        paths = [p for item in items for p in expand_target(item)]
-        return ArraySource(tuple(ArrayPart(p) for p in paths), tuple(classes or ()), keys, None)
-    named = [_named(str(item)) for item in items]
-    if all(named):
-        if y_key is not None:
-            log.info("classes come from the files (name=...); ignoring y_key %r", y_key)
-        found: dict[str, list[Path]] = {}
-        for name, target in named:  # type: ignore[misc]
-            found.setdefault(name, []).extend(expand_target(target))
-        order = _order_classes(list(found), classes, "--data")
-        parts = tuple(ArrayPart(p, order.index(name)) for name, paths in found.items() for p in paths)
-        parts = tuple(sorted(parts, key=lambda p: p.class_id))
-        return ArraySource(parts, order, keys, None)
-    if any(named):
-        raise ArrayDataError(f"mix of name=file and plain items in --data {[str(i) for i in items]}: "
-                             "use name=file for every item, or plain files with --y-key and --classes")
-    if y_key is not None:
-        if not classes:
-            raise ArrayDataError(f"labels from key {y_key!r} need the class names (--classes a,b,...)")
-        paths = [p for item in items for p in expand_target(item)]
-        return ArraySource(tuple(ArrayPart(p) for p in paths), tuple(classes), keys, y_key)
-    if len(items) == 1 and Path(items[0]).is_dir():
-        folder = Path(items[0])
-        subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and _h5_files_in(d))
-        groups = ({d.name: _h5_files_in(d) for d in subdirs} if subdirs
-                  else {p.stem: [p] for p in _h5_files_in(folder)})
-        if not groups:
-            raise ArrayDataError(f"{folder}: no HDF5 files or class folders inside")
-        order = _order_classes(sorted(groups), classes, str(folder))
-        parts = tuple(ArrayPart(p, i) for i, name in enumerate(order) for p in groups[name])
-        return ArraySource(parts, order, keys, None)
-    raise ArrayDataError(f"cannot tell the class of {[str(i) for i in items]}: give name=file for each "
-                         "class, or --y-key with --classes")
 
 
 # --------------------------------------------------------------------------
@@ -268,7 +115,7 @@ def _check_finite(block: np.ndarray, rows: np.ndarray, path: Path, key: str) -> 
     if np.issubdtype(block.dtype, np.floating):
         good = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
         if not good.all():
-            raise ArrayDataError(f"{_where(path, key)}: NaN or infinite value in event {int(rows[~good][0])}")
+            raise ArrayDataError(f"{where(path, key)}: NaN or infinite value in event {int(rows[~good][0])}")
 
 
 def _channel_names(dset: h5py.Dataset, key: str, several_keys: bool) -> list[str]:
@@ -332,9 +179,8 @@ class ArrayDataset:
         handle = self._file(path)
         obj = handle.get(key)
         if not isinstance(obj, h5py.Dataset):
-            existing: list[str] = []
-            handle.visititems(lambda name, o: existing.append(name) if isinstance(o, h5py.Dataset) else None)
-            raise ArrayDataError(f"{_where(path, key)}: no such dataset; the file has "
+            existing = list_datasets(path, handle)
+            raise ArrayDataError(f"{where(path, key)}: no such dataset; the file has "
                                  f"{', '.join(existing) if existing else 'no datasets'}")
         return obj
 
@@ -348,7 +194,7 @@ class ArrayDataset:
                 first = shapes.setdefault(key, (part.path, shape))
                 if first[1] != shape:
                     raise ArrayDataError(
-                        f"{_where(part.path, key)}: event shape {shape} differs from {first[1]} in "
+                        f"{where(part.path, key)}: event shape {shape} differs from {first[1]} in "
                         f"{first[0]} (every file must hold events of the same shape)")
         return counts, shapes
 
@@ -357,20 +203,20 @@ class ArrayDataset:
         for key in self.source.x_keys:
             dset = self._dataset(part.path, key)
             if dset.ndim not in (3, 4):
-                raise ArrayDataError(f"{_where(part.path, key)}: shape {dset.shape} is not "
+                raise ArrayDataError(f"{where(part.path, key)}: shape {dset.shape} is not "
                                      "(events, rows, cols) or (events, rows, cols, channels)")
             lengths[key], shapes[key] = dset.shape[0], tuple(dset.shape[1:])
         if self.source.y_key is not None and part.class_id is None:
             dset = self._dataset(part.path, self.source.y_key)
             if dset.ndim != 1 and dset.shape[1:] != (1,):
-                raise ArrayDataError(f"{_where(part.path, self.source.y_key)}: labels of shape "
+                raise ArrayDataError(f"{where(part.path, self.source.y_key)}: labels of shape "
                                      f"{dset.shape}, expected (events,) of class ids")
             lengths[self.source.y_key] = dset.shape[0]
         if len(set(lengths.values())) > 1:
             raise ArrayDataError(f"{part.path}: keys hold different numbers of events: {lengths}")
         n = next(iter(lengths.values()))
         if n == 0:
-            raise ArrayDataError(f"{_where(part.path, self.source.x_keys[0])}: no events (empty file)")
+            raise ArrayDataError(f"{where(part.path, self.source.x_keys[0])}: no events (empty file)")
         return n, shapes
 
     def close(self) -> None:
@@ -434,7 +280,7 @@ class ArrayDataset:
             bad = (ids < 0) | (ids >= k)
             if bad.any():
                 j = int(np.flatnonzero(bad)[0])
-                raise ArrayDataError(f"{_where(part.path, self.source.y_key)}: label {raw[j].item()!r} of event "
+                raise ArrayDataError(f"{where(part.path, self.source.y_key)}: label {raw[j].item()!r} of event "
                                      f"{start + j} is outside the class list {list(self.classes)} "
                                      f"(expected ids 0..{k - 1})")
             out[start:start + len(ids)] = ids
@@ -446,10 +292,27 @@ class ArrayDataset:
         part = np.searchsorted(self.offsets, idx, side="right") - 1
         return part, idx - self.offsets[part]
 
+    def event_ids(self, indices: np.ndarray | Sequence[int] | None = None) -> list[str]:
+        """The identity ``name#row`` of events (default: all) that decides their split.
+
+        ``name`` is the file's path relative to the folder all the files share
+        (:func:`file_event_names`), so the identity, and so the split, does not
+        depend on the working folder or on how the path was typed.
+        """
+        return self._rows_of(file_event_names([p.path for p in self.source.parts]), indices)
+
+    def event_sources(self, indices: np.ndarray | Sequence[int] | None = None) -> list[str]:
+        """``file#row`` of events (default: all), the file as given: where each comes from, for the
+        export's manifest (``source``), a run's ``split.csv`` and ``predictions.csv`` (``path``)."""
+        return self._rows_of([str(p.path) for p in self.source.parts], indices)
+
     def event_source(self, index: int) -> str:
-        """``file#row``: where an event comes from, for manifests and reports."""
-        part, row = self.locate([index])
-        return f"{self.source.parts[int(part[0])].path}#{int(row[0])}"
+        """``file#row`` of one event (:meth:`event_sources`)."""
+        return self.event_sources([index])[0]
+
+    def _rows_of(self, names: Sequence[str], indices) -> list[str]:
+        parts, rows = self.locate(np.arange(len(self)) if indices is None else indices)
+        return [f"{names[p]}#{r}" for p, r in zip(parts.tolist(), rows.tolist())]
 
     # -- reading ------------------------------------------------------------
     def _read_part(self, i: int, rows: np.ndarray) -> np.ndarray:
@@ -567,177 +430,10 @@ def open_arrays(data: str | os.PathLike | Sequence[str | os.PathLike], x_key: st
                         check_finite=check_finite)
 
 
-# --------------------------------------------------------------------------
-# Normalisation fitted on the training split
-# --------------------------------------------------------------------------
-
-def parse_channels(spec: str | Sequence[int | str] | None, names: Sequence[str]) -> tuple[int, ...] | None:
-    """``"0,1"``, ``"layer_1"`` or a sequence -> channel indices (None: all).
-
-    Names are matched first, so a dataset whose channels are called ``"0"``,
-    ``"1"`` reads the same either way.
-    """
-    if spec is None or (isinstance(spec, str) and not spec.strip()):
-        return None
-    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
-    out = []
-    for item in items:
-        if isinstance(item, str) and item in names:
-            out.append(list(names).index(item))
-        elif str(item).lstrip("-").isdigit() and 0 <= int(item) < len(names):
-            out.append(int(item))
-        else:
-            raise ArrayDataError(f"channel {item!r} not found; channels are {list(names)} "
-                                 f"(by name or 0..{len(names) - 1})")
-    return tuple(out)
-
-
-def _scale_none(x: np.ndarray, t: "ArrayTransform") -> np.ndarray:
-    return x
-
-
-def _scale_log(x: np.ndarray, t: "ArrayTransform") -> np.ndarray:
-    """sign(x) * log(1 + |x|): odd, monotonic, 0 at 0, so noise-subtracted
-    negative cells stay small and negative instead of becoming NaN."""
-    out = np.log1p(np.abs(x))
-    return np.copysign(out, x, out=out)
-
-
-def _scale_standardize(x: np.ndarray, t: "ArrayTransform") -> np.ndarray:
-    if t.mean is None or t.std is None:
-        raise ArrayDataError("scale 'standardize' needs statistics: build the transform with fit_transform")
-    return (x - np.asarray(t.mean, np.float32)) / np.asarray(t.std, np.float32)
-
-
-#: Value scales applied last, after channel selection, zero suppression, crop.
-SCALES: dict[str, Callable[[np.ndarray, "ArrayTransform"], np.ndarray]] = {
-    "none": _scale_none,
-    "log": _scale_log,
-    "standardize": _scale_standardize,
-}
-
-
-@dataclass(frozen=True)
-class ArrayTransform:
-    """Per-event preprocessing, in order: channels, min_value, crop, scale.
-
-    * ``channels``: indices kept (None: all);
-    * ``min_value``: values below it become 0 (zero suppression);
-    * ``crop``: (row0, row1, col0, col1), half-open box kept;
-    * ``scale``: a key of :data:`SCALES`; ``mean``/``std`` per kept channel.
-
-    A plain dict round trip (``to_dict``/``from_dict``) saves it in a run.
-    """
-
-    channels: tuple[int, ...] | None = None
-    min_value: float | None = None
-    crop: tuple[int, int, int, int] | None = None
-    scale: str = "none"
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    channel_names: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise ArrayDataError(f"unknown scale {self.scale!r}; choose from {', '.join(SCALES)}")
-
-    def suppress(self, x: np.ndarray) -> np.ndarray:
-        """Channel selection and zero suppression: the part applied before fitting."""
-        if self.channels is not None:
-            x = x[..., list(self.channels)]
-        if self.min_value is not None:
-            x = np.where(x < self.min_value, np.float32(0), x)
-        return x
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = self.suppress(np.asarray(x, dtype=np.float32))
-        if self.crop is not None:
-            r0, r1, c0, c1 = self.crop
-            x = x[:, r0:r1, c0:c1, :]
-        return SCALES[self.scale](x, self).astype(np.float32, copy=False)
-
-    def output_shape(self, event_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        h, w, c = event_shape
-        if self.crop is not None:
-            h, w = self.crop[1] - self.crop[0], self.crop[3] - self.crop[2]
-        return h, w, (c if self.channels is None else len(self.channels))
-
-    def to_dict(self) -> dict:
-        return {"channels": None if self.channels is None else list(self.channels),
-                "channel_names": None if self.channel_names is None else list(self.channel_names),
-                "min_value": self.min_value, "crop": None if self.crop is None else list(self.crop),
-                "scale": self.scale, "mean": None if self.mean is None else list(self.mean),
-                "std": None if self.std is None else list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "ArrayTransform":
-        tup = lambda v, f=float: None if v is None else tuple(f(i) for i in v)  # noqa: E731
-        return cls(channels=tup(d.get("channels"), int), min_value=d.get("min_value"),
-                   crop=tup(d.get("crop"), int), scale=d.get("scale", "none"),
-                   mean=tup(d.get("mean")), std=tup(d.get("std")),
-                   channel_names=tup(d.get("channel_names"), str))
-
-
-def crop_box(nonzero: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Smallest (row0, row1, col0, col1) box holding every True of a (H, W) mask.
-
-    Only outer rows and columns are dropped: removing an all-zero row inside
-    would glue its neighbours together and break the cell geometry a
-    convolution relies on. None when nothing is ever non-zero.
-    """
-    rows, cols = np.flatnonzero(nonzero.any(axis=1)), np.flatnonzero(nonzero.any(axis=0))
-    if not len(rows):
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def fit_transform(dataset: ArrayDataset, train_indices: np.ndarray | Sequence[int],
-                  channels: str | Sequence[int | str] | None = None, scale: str = "none",
-                  min_value: float | None = None, crop: bool = False,
-                  chunk_events: int = DEFAULT_CHUNK_EVENTS) -> ArrayTransform:
-    """Fit crop box and standardisation on the training events only, in one chunked pass.
-
-    Validation and test events never influence the statistics, so nothing of
-    them leaks into training. ``std`` of a constant channel is set to 1.
-    """
-    chosen = parse_channels(channels, dataset.channel_names)
-    names = dataset.channel_names if chosen is None else tuple(dataset.channel_names[c] for c in chosen)
-    transform = ArrayTransform(channels=chosen, min_value=min_value, scale=scale, channel_names=tuple(names))
-    if not crop and scale != "standardize":
-        return transform
-    train = np.asarray(train_indices, dtype=np.int64)
-    if not len(train):
-        raise ArrayDataError("no training events to fit the preprocessing on")
-    h, w = dataset.grid
-    total = np.zeros((h, w, len(names)))
-    squares = np.zeros_like(total)
-    nonzero = np.zeros((h, w), dtype=bool)
-    for _, x, _ in dataset.iter_chunks(train, chunk_events):
-        x = transform.suppress(x).astype(np.float64)
-        total += x.sum(axis=0)
-        squares += np.square(x).sum(axis=0)
-        nonzero |= (x != 0).any(axis=(0, 3))
-    box = crop_box(nonzero) if crop else None
-    if crop and box is None:
-        log.warning("every training value is zero: not cropping")
-    if scale == "standardize":
-        r0, r1, c0, c1 = box or (0, h, 0, w)
-        count = len(train) * (r1 - r0) * (c1 - c0)
-        mean = total[r0:r1, c0:c1].sum(axis=(0, 1)) / count
-        var = np.maximum(squares[r0:r1, c0:c1].sum(axis=(0, 1)) / count - mean ** 2, 0.0)
-        std = np.where(var > 0, np.sqrt(var), 1.0)
-        return replace(transform, crop=box, mean=tuple(map(float, mean)), std=tuple(map(float, std)))
-    return replace(transform, crop=box)
-
-
-# --------------------------------------------------------------------------
-# Splits
-# --------------------------------------------------------------------------
-
-def split_indices(dataset: ArrayDataset, seed: int = 0,
+def split_indices(dataset: ArrayDataset, seed: int = DEFAULT_SEED,
                   fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, np.ndarray]:
-    """Global indices per split, from ``imgen.split.assign_split`` with event id =
-    global index: the same splits as the PNG export of the same ``--data``."""
-    labels = dataset.labels
-    names = np.array([assign_split(i, dataset.classes[c], seed, fractions) for i, c in enumerate(labels)])
-    return {s: np.flatnonzero(names == s) for s in SPLITS}
+    """Global indices per split by the project's one rule, :func:`imgen.split.split_events`, over
+    (seed, class, ``file#row``): the same splits whether the rows are exported to PNGs
+    (``imgen arrays``) or trained on directly (``transfer``)."""
+    classes = [dataset.classes[c] for c in dataset.labels.tolist()]
+    return split_events(dataset.event_ids(), classes, seed, fractions)

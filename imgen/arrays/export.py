@@ -1,4 +1,4 @@
-"""``python -m imgen arrays``: HDF5 image arrays -> PNG class folders + manifest.
+"""HDF5 image arrays -> PNG class folders + manifest (``python -m imgen arrays``).
 
 For users who want to look at array data or augment it like rendered events.
 Values become uint8 per channel against a maximum ``vmax`` (``--max-value``,
@@ -12,17 +12,17 @@ or the ``--percentile`` of the positive training values):
 Values at or below zero (including noise-subtracted negative cells) are 0,
 values above ``vmax`` are 255. One channel is written as grayscale, two or
 three as RGB (a missing third channel is 0). Array rows are image rows, array
-columns image columns, unflipped. Event ids are global indices in the
-``--data`` order; splits are a hash of (seed, class, event) and so agree with
-``imgen.arrays.split_indices`` when training on the arrays directly.
+columns image columns, unflipped. Event ids (the ``event`` column and the
+file names) are global indices in the ``--data`` order; the ``source`` column
+names the row (``file#row``), and the split comes from the project's one rule,
+:func:`imgen.arrays.reader.split_indices` over (seed, class, ``file#row``), so it is the
+split ``transfer`` makes when training on the same arrays directly.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,11 +32,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from imgen._version import __version__
-from imgen.arrays import ArrayDataError, ArrayDataset, ArrayTransform, fit_transform, open_arrays
+from imgen.arrays.files import ArrayDataError
+from imgen.arrays.reader import ArrayDataset, split_indices
+from imgen.arrays.transform import ArrayTransform, fit_transform
 from imgen.atomic import staged_folder
-from imgen.errors import ImgenError
 from imgen.manifest import write_manifest
-from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_split, parse_fractions
+from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, SPLITS
 from imgen.writer import image_relpath
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class ExportSummary:
 def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str | None = None,
                 min_value: float | None = None, crop: bool = False, intensity: str = "log",
                 decades: float = 3.0, max_value: Sequence[float] | None = None,
-                percentile: float = 99.5, limit: int | None = None, seed: int = 0,
+                percentile: float = 99.5, limit: int | None = None, seed: int = DEFAULT_SEED,
                 fractions: Sequence[float] = DEFAULT_FRACTIONS, overwrite: bool = False,
                 progress: bool = True) -> ExportSummary:
     """Write ``out/<class>/<class>_<event>.png`` and ``out/manifest.csv`` atomically.
@@ -128,7 +129,7 @@ def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str 
         raise ArrayDataError(f"{out}: folder exists and is not empty (use --overwrite to replace it)")
     labels = dataset.labels
     chosen = np.sort(np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(dataset.classes))]))
-    splits = {int(i): assign_split(int(i), dataset.classes[labels[i]], seed, fractions) for i in chosen}
+    splits = {int(i): split for split, rows in split_indices(dataset, seed, fractions).items() for i in rows}
     train = np.array([i for i in chosen if splits[int(i)] == "train"] or chosen, dtype=np.int64)
     transform = fit_transform(dataset, train, channels=channels, min_value=min_value, crop=crop)
     n_channels = transform.output_shape(dataset.event_shape)[-1]
@@ -164,69 +165,3 @@ def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str 
                         "limit": limit, "seed": seed, "fractions": list(fractions)}
         (tmp / EXPORT_INFO).write_text(json.dumps(summary.info, indent=2) + "\n", encoding="utf-8")
     return summary
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m imgen arrays",
-        description="Write HDF5 calorimeter arrays as PNG class folders with manifest.csv.",
-        epilog="examples:\n"
-               "  python -m imgen arrays --data electron=e.h5 photon=p.h5 --x-key X --out images\n"
-               "  python -m imgen arrays --data all.h5 --x-key X --y-key y --classes electron,photon --out images\n"
-               "  python -m imgen arrays --data towers/ --x-key gTowerEt --crop --out towers_png\n"
-               "  python -m imgen arrays --data eplus=e.h5 gamma=g.h5 --x-key layer_0,layer_1,layer_2 --out calo",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"hepvision {__version__}")
-    parser.add_argument("--data", nargs="+", required=True,
-                        help="class=FILE|FOLDER|GLOB per class, or FILE(s) with --y-key and --classes, "
-                             "or one FOLDER of class sub-folders")
-    parser.add_argument("--x-key", required=True, help="image dataset key; a comma list stacks layers")
-    parser.add_argument("--y-key", help="label dataset key (labels 0..K-1)")
-    parser.add_argument("--classes", help="class names in id order, comma separated")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--channels", help="channels to keep: indices or names, comma separated (at most 3)")
-    parser.add_argument("--min-value", type=float, help="values below this become 0")
-    parser.add_argument("--crop", action="store_true", help="drop outer rows/columns zero in every event")
-    parser.add_argument("--intensity", choices=sorted(INTENSITIES), default="log", help="value to grey level")
-    parser.add_argument("--decades", type=float, default=3.0, help="decades below the maximum shown (log)")
-    parser.add_argument("--max-value", type=_floats, help="value(s) mapped to 255, one or one per channel")
-    parser.add_argument("--percentile", type=float, default=99.5,
-                        help="without --max-value: this percentile of positive training values is 255")
-    parser.add_argument("--limit", type=int, help="at most N events per class")
-    parser.add_argument("--seed", type=int, default=0, help="split seed")
-    parser.add_argument("--fractions", default=",".join(map(str, DEFAULT_FRACTIONS)),
-                        help="train,validation,test fractions (default %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        with open_arrays(args.data, args.x_key, args.y_key, args.classes) as dataset:
-            summary = export_pngs(dataset, args.out, channels=args.channels, min_value=args.min_value,
-                                  crop=args.crop, intensity=args.intensity, decades=args.decades,
-                                  max_value=args.max_value, percentile=args.percentile, limit=args.limit,
-                                  seed=args.seed, fractions=parse_fractions(args.fractions),
-                                  overwrite=args.overwrite, progress=not args.quiet)
-    except ImgenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {summary.total} images to {summary.out}")
-    for name, counts in summary.counts.items():
-        print(f"  {name}: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
-    print(f"  {args.intensity} intensity, 255 at " + ", ".join(f"{v:.4g}" for v in summary.vmax))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,16 @@
 """Where training data comes from: one interface, a registry of kinds.
 
 ``--data`` may name an image folder (PNG class folders or a folder written by
-``imgen``) or HDF5 calorimeter arrays. Each kind of data is one
-:class:`DataKind` in :data:`DATA_KINDS`: a ``claims(config)`` test on the
-options and a loader that returns a :class:`DataSource`. The first kind that
+``imgen``, :mod:`transfer.sources.images`) or HDF5 calorimeter arrays
+(:mod:`transfer.sources.arrays`). Each kind of data is one :class:`DataKind`
+in :data:`DATA_KINDS`: a ``claims(config)`` test on the options, a loader that
+returns a :class:`DataSource`, and the predictor that scores new data for a
+run trained on that kind (``python -m transfer predict``). The first kind that
 claims a configuration is used (arrays: ``--x-key`` given or every ``--data``
 value an HDF5 file; images otherwise), so adding a kind is one
-:func:`register_data_kind` call and no branch anywhere else.
+:func:`register_data_kind` call and no branch anywhere else. What is an HDF5
+file, a ``CLASS=FILE`` item or a folder of them is :mod:`imgen.arrays.files`'
+to say, not this package's.
 
 A :class:`DataSource` knows every event once: class names, labels, ids and
 its default train/validation/test split. :meth:`DataSource.view` turns a split
@@ -30,18 +34,15 @@ import importlib
 import io
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from imgen.arrays.files import holds_hdf5, is_hdf5_name, item_target
+from imgen.split import SPLITS
 from transfer.errors import TransferError
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-#: Suffixes that make a ``--data`` value an HDF5 file.
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 #: Training events sampled for the input statistics (normalisation of networks from scratch, health checks).
 STATISTICS_EVENTS = 10_000
 
@@ -141,8 +142,9 @@ class DataSource:
         kind: the :class:`DataKind` name.
         class_names: class names in label order.
         labels_all: integer label of every event.
-        default_splits: indices per split of the default split (manifest,
-            stratified by ``--split`` and ``--seed``).
+        default_splits: indices per split of the default split (the
+            manifest's, or the project's one rule :func:`imgen.split.assign_split`
+            with ``--split`` and ``--seed``).
         split_source: how ``default_splits`` was made.
     """
 
@@ -199,40 +201,6 @@ def _check_splits(splits: dict[str, np.ndarray], labels: np.ndarray, class_names
         log.warning("%s; they are reported as n/a (--strict refuses such data)", message)
 
 
-def stratified_indices(labels: np.ndarray, class_names: list[str], fractions: tuple, seed: int,
-                       origin: str = "--data") -> dict[str, np.ndarray]:
-    """A stratified split that depends only on each class's own events, in their order.
-
-    Class ``k``'s events (in data order) are permuted with a generator seeded
-    by ``seed`` and the class name, then cut at the ``fractions``. An event's
-    split depends on its class and its position among that class's events, not
-    on the other classes: one combined file with labels and one file per class
-    holding the same events in the same order give the same split.
-    """
-    import hashlib
-
-    labels = np.asarray(labels)
-    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
-    small = {}
-    for k, name in enumerate(class_names):
-        members = np.flatnonzero(labels == k)
-        if len(members) < 3:
-            small[name] = len(members)
-            continue
-        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
-        order = members[np.random.default_rng([int(seed) & 0xFFFFFFFF, key]).permutation(len(members))]
-        n_train = max(1, int(round(fractions[0] * len(members))))
-        n_val = max(1, int(round(fractions[1] * len(members))))
-        n_train = min(n_train, len(members) - n_val - 1)
-        parts["train"].append(order[:n_train])
-        parts["validation"].append(order[n_train:n_train + n_val])
-        parts["test"].append(order[n_train + n_val:])
-    if small:
-        raise TransferError(f"{origin}: a train/validation/test split needs at least 3 events per class; "
-                            + ", ".join(f"{c} has {n}" for c, n in sorted(small.items())))
-    return {s: np.sort(np.concatenate(v)) for s, v in parts.items()}
-
-
 # --------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------
@@ -247,16 +215,27 @@ class DataKind:
         loader: ``"module:function"``; ``function(config) -> DataSource``,
             imported only when used.
         description: one line for messages and ``--help``.
+        predictor: ``"module:function"``; ``function(model_path, inputs,
+            batch_size, x_key=None, resample=False) -> DataFrame`` scores new
+            data for a run trained on this kind (``data_kind`` in classes.json).
     """
 
     name: str
     claims: Callable
     loader: str
     description: str
+    predictor: str
 
     def open(self, config) -> DataSource:
-        module, _, function = self.loader.partition(":")
-        return getattr(importlib.import_module(module), function)(config)
+        return _load(self.loader)(config)
+
+    def predict(self, model_path, inputs, batch_size: int, x_key=None, resample: bool = False):
+        return _load(self.predictor)(model_path, inputs, batch_size, x_key=x_key, resample=resample)
+
+
+def _load(spec: str) -> Callable:
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 #: name -> kind, in the order they are asked to claim a configuration.
@@ -287,25 +266,11 @@ def open_data(config) -> DataSource:
     return source
 
 
-def data_target(item: str) -> str:
-    """The file, folder or glob of a ``--data`` value: ``class=target`` -> target, else the value itself."""
-    name, sep, target = item.partition("=")
-    return target if sep and name and "/" not in name and not Path(item).exists() else item
-
-
-def _holds_hdf5(item: str) -> bool:
-    """A folder (without manifest.csv) with HDF5 files in it or in its subfolders."""
-    folder = Path(item)
-    if not folder.is_dir() or (folder / "manifest.csv").is_file():
-        return False
-    return any(p.suffix.lower() in HDF5_SUFFIXES for pattern in ("*", "*/*") for p in folder.glob(pattern))
-
-
 def _claims_arrays(config) -> bool:
     """``--x-key`` given, a ``CLASS=...`` item (images never use them), or HDF5 files (or folders of them)."""
     items = config.data_items
-    return bool(config.x_key) or any(data_target(item) != item for item in items) \
-        or all(item.lower().endswith(HDF5_SUFFIXES) or _holds_hdf5(item) for item in items)
+    return bool(config.x_key) or any(item_target(item) != item for item in items) \
+        or all(is_hdf5_name(item) or holds_hdf5(item) for item in items)
 
 
 def _claims_images(config) -> bool:
@@ -313,9 +278,11 @@ def _claims_images(config) -> bool:
 
 
 register_data_kind(DataKind(
-    "arrays", _claims_arrays, "transfer.array_source:open_array_source",
+    "arrays", _claims_arrays, "transfer.sources.arrays:open_array_source",
     "HDF5 arrays: --x-key KEY with CLASS=FILE|FOLDER|GLOB per class, FILE(s) with --y-key and --classes, "
-    "or a folder of class folders or files"))
+    "or a folder of class folders or files",
+    "transfer.sources.arrays:predict_arrays"))
 register_data_kind(DataKind(
-    "images", _claims_images, "transfer.data:open_image_source",
-    "one image folder with manifest.csv or one PNG subfolder per class"))
+    "images", _claims_images, "transfer.sources.images:open_image_source",
+    "one image folder with manifest.csv or one PNG subfolder per class",
+    "transfer.predict:predict_image_inputs"))
