@@ -28,10 +28,13 @@ def module_files(root: Path = ROOT, packages=PACKAGES) -> dict[str, Path]:
     return found
 
 
-def _under_type_checking(node: ast.AST, parents: dict) -> bool:
+def _never_runs_on_import(node: ast.AST, parents: dict) -> bool:
+    """Inside ``if TYPE_CHECKING:`` or ``if __name__ == "__main__":`` (a script's entry point, which runs
+    only when the file is the program, never when another module imports it)."""
     while node in parents:
         node = parents[node]
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ("TYPE_CHECKING" in ast.unparse(node.test)
+                                         or "__name__ == '__main__'" in ast.unparse(node.test)):
             return True
     return False
 
@@ -46,7 +49,7 @@ def imported_names(name: str, path: Path) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(tree):
-        if _under_type_checking(node, parents):
+        if _never_runs_on_import(node, parents):
             continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
