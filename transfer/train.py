@@ -52,6 +52,7 @@ from imgen._version import __version__
 from transfer.backbones import BackboneSpec, check_channels, check_image_size, get_backbone
 from transfer.config import TrainConfig, save_config
 from transfer.errors import TransferError
+from transfer.feature_store import feature_key
 from transfer.files import check_output_folder, staged_folder
 from transfer.health import input_warnings
 from transfer.report import SplitScores, write_run_report
@@ -405,6 +406,8 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
         stages.train_from_scratch(len(view.labels("train")))
         opened = []
     else:
+        # grid: frozen-stage features shared across runs on disk (transfer.feature_store; a no-op for one run)
+        stages.feature_key = lambda split: feature_key(spec, weights, image_size, view, split)
         stages.train_head(view, weights.used)
         opened = stages.fine_tune()
     history = history_frame(stages.rows)
@@ -437,7 +440,7 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
         "feature_cache": config.uses_feature_cache and not from_scratch,
         "augment_on_the_fly": augment,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
-        "opened_layers": opened, "best": stages.best, "split_source": described.pop("split_source"),
+        "opened_layers": opened, "parameters": int(parts.model.count_params()), "best": stages.best, "split_source": described.pop("split_source"),
         "events_per_class": view.counts(), **described, **extra_info, "timing": timing,
         "hepvision_version": __version__,
     }
@@ -477,6 +480,15 @@ class _Stages:
         self.rows: list[dict] = []
         self.keeper = None
         self.best: dict = {}
+        #: ``feature_key(split)`` for features shared across runs (transfer.feature_store), or None.
+        self.feature_key = None
+
+    def _features(self, split: str, dataset):
+        """The frozen backbone's outputs on ``split``, shared through the active feature store if any."""
+        from transfer.feature_store import shared_features
+
+        key = self.feature_key(split) if self.feature_key is not None else None
+        return shared_features(key, lambda: extract_features(self.parts.features, dataset))
 
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
         import keras
@@ -530,13 +542,13 @@ class _Stages:
         started = time.perf_counter()
         y_train, y_val = view.labels("train"), view.labels("validation")
         unshuffled = view.dataset("train", config.batch_size)
-        train_features = extract_features(parts.features, unshuffled)
+        train_features = self._features("train", unshuffled)
         _warn_if_constant(train_features, self.spec.name, weights_used)
         self.context["random_frozen_backbone"] = weights_used == "none"
         with self.strategy.scope():
             adapt_head(parts.head, train_features)
         if config.uses_feature_cache:
-            val_features = extract_features(parts.features, self.val_images)
+            val_features = self._features("validation", self.val_images)
             self.timing["feature_extraction_s"] = time.perf_counter() - started
             target = parts.head
             train_data = feature_dataset(train_features, y_train, config.batch_size, True, config.seed)
