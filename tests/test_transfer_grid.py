@@ -75,6 +75,7 @@ def test_grid_trains_every_cell_on_one_split_resumes_and_summarises(work, images
     runs = sorted(out / run for run in set(table["run"]))
     splits = [(run / "split.csv").read_text() for run in runs]
     assert all(split == splits[0] for split in splits) and "test" in splits[0]  # one split for every cell
+    assert (out / "grid_split.csv").read_text() == splits[0]
     for row in table.to_dict("records"):  # the summary's numbers are the run folders' numbers
         m = _metrics(out / row["run"])
         assert row["test_accuracy"] == m["test"]["accuracy"] and row["test_auc"] == m["test"]["roc_auc"]
@@ -99,6 +100,10 @@ def test_grid_trains_every_cell_on_one_split_resumes_and_summarises(work, images
     # the same folder with another training option would mix incomparable cells: refused, nothing trained
     assert main([*args[:-2], "--epochs", "2", "--out", str(out)]) == 2
     assert "holds a grid trained with other options (epochs: 1 then, 2 now)" in capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="transfer.grid"):  # the grid's own file reruns it: nothing left to train
+        assert main(["grid", "--config", str(out / "grid.yaml")]) == 0
+    assert "4 run(s) already complete" in caplog.text and "training 0 now" in caplog.text
 
 
 def test_a_failing_cell_is_recorded_and_frozen_features_are_shared(work, images, caplog):

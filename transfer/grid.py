@@ -7,6 +7,7 @@ train/validation/test split in every cell) handed one by one to
 :func:`transfer.experiments.run_experiment`, plus a summary::
 
     OUT/grid.yaml                       the grid's options (--config OUT/grid.yaml resumes it)
+    OUT/grid_split.csv                  the train/validation/test split every cell trains on
     OUT/<backbone>-<optimizer>-<mode>/  one complete run folder per cell
     OUT/<backbone>-<optimizer>-scratch/ one run for the cells that train from scratch (see below)
     OUT/grid_summary.csv/.md/.png       every cell's figures, read back from its run folder
@@ -31,8 +32,9 @@ train/validation/test split in every cell) handed one by one to
   a folder that exists is complete: a grid run again skips them and trains the
   rest. ``cells`` selects a subset (names or shell patterns). A cell that fails
   is recorded in the summary with its message and the others go on.
-  ``OUT/grid.yaml`` holds the options of the grid: running into the same folder
-  with other training options is refused (``overwrite`` retrains every cell).
+  ``OUT/grid.yaml`` holds the options of the grid and ``OUT/grid_split.csv``
+  its split: running into the same folder with other training options or on
+  other events is refused (``overwrite`` retrains every cell).
 
 Example::
 
@@ -68,6 +70,8 @@ AXES = {
 #: Keys of a grid's YAML file besides the training options.
 GRID_KEYS = (*AXES, "cells")
 GRID_FILE = "grid.yaml"
+#: The one train/validation/test split of every cell, written when the grid starts; a resume on other events is refused.
+SPLIT_FILE = "grid_split.csv"
 FEATURE_CACHE = ".feature-cache"
 #: The regime name of a run trained from scratch (one stage: the fine-tuning regime does not apply).
 SCRATCH = "scratch"
@@ -112,6 +116,7 @@ class GridPlan:
     runs: list[GridRun]
     selected: list[str]
     weights: dict = field(default_factory=dict)  # backbone -> ResolvedWeights
+    split_table: str = ""  # the split every cell trains on (split.csv of each run folder)
 
     def run_folder(self, run: str) -> Path:
         return self.out / run
@@ -182,8 +187,9 @@ def _check_options(options: dict) -> dict:
     return options
 
 
-def _weights_and_checks(configs: dict[str, TrainConfig]) -> dict:
-    """Per backbone, its resolved weights; every data, size and channel problem raised before any training."""
+def _weights_and_checks(configs: dict[str, TrainConfig]) -> tuple[dict, str]:
+    """Per backbone, its resolved weights, and the split of every cell; every data, size and channel problem
+    raised before any training."""
     from transfer.sources import open_data
     from transfer.train import check_view
     from transfer.weights import resolve_weights
@@ -196,7 +202,7 @@ def _weights_and_checks(configs: dict[str, TrainConfig]) -> dict:
             spec = get_backbone(backbone)
             image_size = check_view(spec, view, config)
             resolved[backbone] = resolve_weights(spec, config.weights, image_size, config.on_missing_weights)
-    return resolved
+        return resolved, view.split_table()
 
 
 def _select(runs: list[GridRun], patterns) -> list[str]:
@@ -230,8 +236,8 @@ def plan_grid(options: dict, backbones, optimizers, fine_tune, out, cells=None) 
     # every cell's options checked (TrainConfig raises on a bad value) before anything is opened
     configs = {(b, o, f): cell_config(options, b, o, f, out / f"{b}-{o}-{f}")
                for b in axes["backbones"] for o in axes["optimizers"] for f in axes["fine_tune"]}
-    weights = _weights_and_checks({b: configs[(b, axes["optimizers"][0], axes["fine_tune"][0])]
-                                   for b in axes["backbones"]})
+    weights, split_table = _weights_and_checks({b: configs[(b, axes["optimizers"][0], axes["fine_tune"][0])]
+                                                for b in axes["backbones"]})
     runs: dict[str, GridRun] = {}
     grid_cells = []
     for (b, o, f), config in configs.items():
@@ -245,7 +251,7 @@ def plan_grid(options: dict, backbones, optimizers, fine_tune, out, cells=None) 
         runs[name].cells.append(cell)
     run_list = list(runs.values())
     return GridPlan(out=out, options=options, axes=axes, cells=grid_cells, runs=run_list,
-                    selected=_select(run_list, cells), weights=weights)
+                    selected=_select(run_list, cells), weights=weights, split_table=split_table)
 
 
 def is_complete(folder: Path) -> bool:
@@ -254,8 +260,8 @@ def is_complete(folder: Path) -> bool:
 
 
 def _grid_record(plan: GridPlan) -> dict:
-    """What grid.yaml holds: the axes and the training options."""
-    return {**{k: list(v) for k, v in plan.axes.items()}, **plan.options}
+    """What grid.yaml holds: the axes, the grid's folder and the training options."""
+    return {**{k: list(v) for k, v in plan.axes.items()}, "out": str(plan.out), **plan.options}
 
 
 def _check_resume(plan: GridPlan, overwrite: bool) -> None:
@@ -273,6 +279,11 @@ def _check_resume(plan: GridPlan, overwrite: bool) -> None:
         return
     if overwrite:
         return
+    split = plan.out / SPLIT_FILE
+    if split.is_file() and split.read_text(encoding="utf-8") != plan.split_table:
+        raise TransferError(f"--out {plan.out}: its cells were trained on other events or another split than --data "
+                            f"gives now ({split} differs): they would not be comparable. Use another --out, or "
+                            "--overwrite to retrain every cell")
     try:
         before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -280,7 +291,7 @@ def _check_resume(plan: GridPlan, overwrite: bool) -> None:
     cell = plan.cells[0]
     now = _resolved(plan.options, cell)
     try:
-        then = _resolved({k: v for k, v in before.items() if k not in AXES}, cell)
+        then = _resolved({k: v for k, v in before.items() if k not in AXES and k != "out"}, cell)
     except (TransferError, TypeError) as exc:
         raise TransferError(f"{path}: not the options of a grid ({exc})") from None
     changed = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
@@ -301,11 +312,13 @@ def _resolved(options: dict, cell: GridCell) -> dict:
 def _write_grid_file(plan: GridPlan) -> None:
     import yaml
 
-    text = ("# hepvision transfer grid: its axes and the training options of every cell. Resume or extend with\n"
-            "#   python -m transfer grid --config THIS_FILE --out THIS_FOLDER\n"
+    text = ("# hepvision transfer grid: its axes, its folder and the training options of every cell. Resume or\n"
+            "# extend it (other axes, the same options) with\n"
+            "#   python -m transfer grid --config THIS_FILE\n"
             + yaml.safe_dump(_grid_record(plan), sort_keys=False))
     plan.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(plan.out / GRID_FILE, text)
+    write_text_atomic(plan.out / SPLIT_FILE, plan.split_table)
 
 
 def _yaml_ready(options: dict) -> dict:
@@ -315,8 +328,9 @@ def _yaml_ready(options: dict) -> dict:
 def _time_left(durations: list[float], remaining: int) -> str:
     if not durations or not remaining:
         return "0 s" if not remaining else "unknown"
-    seconds = sum(durations) / len(durations) * remaining
-    return f"{seconds / 3600:.1f} h" if seconds > 5400 else f"{seconds / 60:.0f} min" if seconds > 90 else f"{seconds:.0f} s"
+    from transfer.grid_report import duration_text
+
+    return duration_text(sum(durations) / len(durations) * remaining)
 
 
 def run_grid(data=None, *, backbones=None, optimizers=None, fine_tune=None, out="runs/grid", cells=None,

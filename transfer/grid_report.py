@@ -198,7 +198,8 @@ def _size(parameters) -> str:
     return f"{p / 1e6:.1f}M par." if p >= 1e5 else f"{p / 1e3:.0f}k par."
 
 
-def _seconds(seconds) -> str:
+def duration_text(seconds) -> str:
+    """``42 s``, ``12 min``, ``2.5 h``; empty for no value."""
     if seconds is None or not math.isfinite(seconds):
         return ""
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
@@ -247,7 +248,7 @@ def plot_grid(plan, table, path) -> Path:
                 _draw_cell(ax, i, j, rows.get((b, o, panel)), metric, norm, cmap, best, patches)
         ax.set_xticks(range(len(optimizers)), optimizers)
         ax.set_yticks(range(len(backbones)), backbones)
-        ax.tick_params(length=0)
+        ax.tick_params(which="both", length=0)
         ax.set_xticks(np.arange(-0.5, len(optimizers)), minor=True)
         ax.set_yticks(np.arange(-0.5, len(backbones)), minor=True)
         ax.grid(which="minor", color="white", linewidth=2)
@@ -267,7 +268,15 @@ def plot_grid(plan, table, path) -> Path:
     if best is not None:
         lines.append(f"best cell (by validation): {best['run']}, "
                      f"{_with_interval(best[f'test_{metric}'], best.get(f'test_{metric}_low'), best.get(f'test_{metric}_high'))}")
+    if "weights_reason" in done and done["weights_reason"].notna().any():
+        random = sorted(set(done.loc[done["weights_reason"].notna(), "backbone"]))
+        lines.append(f"no ImageNet weights for {', '.join(random)}: random initialisation, not transfer learning")
     figure.suptitle("\n".join(lines), fontsize=10)
+    legend = ["each cell: test figure, its interval, wall time and parameters", "hatched: collapsed",
+              "grey: failed or not run", "frame: best cell"]
+    if any(panel == "scratch" for panel in panels) and len(panels) > 1:
+        legend.append("-: trained from scratch, see its own panel")
+    figure.supxlabel("   |   ".join(legend), fontsize=8, color="#555555")
     with _atomic_png(path) as tmp:
         figure.savefig(tmp, dpi=130, format="png")
     return Path(path)
@@ -291,12 +300,13 @@ def _draw_cell(ax, i, j, row, metric, norm, cmap, best, patches) -> None:
     lo, hi = row.get(f"test_{metric}_low"), row.get(f"test_{metric}_high")
     if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
         ax.text(j, i + 0.05, f"[{lo:.3f}, {hi:.3f}]", ha="center", va="center", fontsize=8, color=ink)
-    ax.text(j, i + 0.3, "  ".join(t for t in (_seconds(row.get("wall_s")), _size(row.get("parameters"))) if t),
+    ax.text(j, i + 0.3, "  ".join(t for t in (duration_text(row.get("wall_s")), _size(row.get("parameters"))) if t),
             ha="center", va="center", fontsize=7, color=ink, alpha=0.8)
     if row["collapsed"]:
         ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#333333",
                                        linewidth=0))
-        ax.text(j, i - 0.4, "COLLAPSED", ha="center", va="center", fontsize=7, fontweight="bold", color="#7f0000")
+        ax.text(j, i - 0.38, "COLLAPSED", ha="center", va="center", fontsize=7, fontweight="bold", color="white",
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": "black", "edgecolor": "none"})
     if best is not None and row["run"] == best["run"]:
         ax.add_patch(patches.Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False, edgecolor="black", linewidth=2.5))
         ax.text(j, i - 0.4, "best", ha="center", va="center", fontsize=7, fontweight="bold", color=ink)
@@ -349,14 +359,14 @@ def grid_markdown(plan, table) -> str:
         if not done:
             lines.append(f"| {cell} | {row['run']} | {row['status']} |" + " |" * 10)
             continue
-        health = "**COLLAPSED**" if row["collapsed"] else "ok" if not row.get("warnings") else f"{row['warnings']} warning(s)"
+        health = "**COLLAPSED**" if row["collapsed"] else "ok" if not row.get("warnings") else f"{int(row['warnings'])} warning(s)"
         lines.append(
             f"| {cell} | {row['run']} | done | {row.get('weights_used')} | "
             f"{_with_interval(row['test_accuracy'], row.get('test_accuracy_low'), row.get('test_accuracy_high'))} | "
             f"{_with_interval(row['test_auc'], row.get('test_auc_low'), row.get('test_auc_high'))} | "
             f"{_text(row['validation_accuracy'])} | {_text(row['validation_auc'])} | "
             f"{_text(row.get('baseline_test_accuracy'))} | {_text(row.get('baseline_test_auc'))} | {health} | "
-            f"{_seconds(row.get('wall_s'))} | {_size(row.get('parameters')) or 'n/a'} |")
+            f"{duration_text(row.get('wall_s'))} | {_size(row.get('parameters')) or 'n/a'} |")
     failed = runs[runs["status"] == "failed"]
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- `{r['run']}`: {r['error']}" for r in failed.to_dict("records")]
