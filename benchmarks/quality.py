@@ -12,6 +12,9 @@ default options unless the case is about an option, on data made here:
   64 px; the baseline is gradient-boosted trees on the events' physics
   objects. VGG19 uses ImageNet weights where they are in the Keras cache,
   else trains from scratch (the table says which), at 32 px to fit a CPU.
+* ``grid-*``: ``python -m transfer grid`` over compact networks and optimizers on the
+  32 px toy images; its row is the best run by validation accuracy (with its test
+  figures), and ``collapsed`` counts the runs that collapsed (the goal is none).
 * ``egamma-*``: a toy electron/photon calorimeter file (``imgen.arrays_synth``,
   one file, ``X`` (N, 32, 32, 2), ``y``); ``layers-*``: three calorimeter
   layers of different granularity; ``towers-*``: trigger towers in raw MeV,
@@ -184,7 +187,7 @@ def run_grid_case(name: str, work: Path, reuse: bool = False) -> dict:
     def shown_interval(values) -> str:
         return "n/a" if values is None else f"{values[0]:.3f} [{values[1]:.3f}, {values[2]:.3f}]"
 
-    return {"case": f"{name}: best of {len(runs)} runs, {best['run']}", "data": made, "weights": best["weights_used"],
+    return {"case": name, "label": f"{name}: best of {len(runs)} runs (by validation), {best['run']}", "data": made, "weights": best["weights_used"],
             "training": best["training"], "metric": metric,
             "network_accuracy": shown_interval((best["test_accuracy"], best["test_accuracy_low"], best["test_accuracy_high"])),
             "network_auc": shown_interval((best["test_auc"], best["test_auc_low"], best["test_auc_high"])),
@@ -202,7 +205,7 @@ def table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['case']} | error: {r['error']} | | | | | |")
             continue
-        lines.append(f"| {r['case']} ({r['training']}, weights {r['weights']}) | {r['network_accuracy']} | "
+        lines.append(f"| {r.get('label', r['case'])} ({r['training']}, weights {r['weights']}) | {r['network_accuracy']} | "
                      f"{r['baseline_accuracy']} | {r['network_auc']} | {r['baseline_auc']} | "
                      f"{_collapsed(r['collapsed'])} | {r['seconds']:.0f} |")
     lines += ["", "Commands (data made by this script, see its docstring):", ""]

@@ -2,7 +2,7 @@
 
     python scripts/make_doc_images.py                 # all three; the report trains a small model (~1 min, 2 cores)
     python scripts/make_doc_images.py --run runs/x    # compose the report picture from an existing run folder
-    python scripts/make_doc_images.py --grid W/runs/grid-toy32   # also the grid picture, from a grid folder
+    python scripts/make_doc_images.py --grid W/runs/grid-toy32   # only the grid picture, from a grid folder
 
 * ``style_outline.png``, ``style_physics.png``: toy events of each class (``imgen.synth``) that pass the
   paper's selection, drawn with ``imgen.render.render_event`` in each style, eta/phi axes labelled.
@@ -11,7 +11,7 @@
   when they can be had, random initialisation otherwise: the script says which).
 * ``grid_summary.png``: the ``grid_summary.png`` of a grid folder given with ``--grid``, e.g. the one that
   ``python benchmarks/quality.py --cases grid-toy32 --work W`` leaves in ``W/runs/grid-toy32`` (a grid takes
-  several minutes, so without ``--grid`` the picture is left as it is).
+  several minutes, so it is never trained here; ``--grid`` makes this picture alone).
 
 The PNGs are quantised to 256 colours to stay small (< 150 kB each).
 """
@@ -104,19 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="run folder to take roc.png and confusion_matrix.png from "
                                                  "(default: train a small demo run)")
-    parser.add_argument("--grid", type=Path, help="grid folder (python -m transfer grid) to take grid_summary.png "
-                                                  "from (default: leave docs/images/grid_summary.png as it is)")
+    parser.add_argument("--grid", type=Path, help="make only grid_summary.png, from this grid folder (python -m "
+                                                  "transfer grid; e.g. benchmarks/quality.py --cases grid-toy32)")
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: docs/images)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.grid:
+        save_small(Image.open(args.grid / "grid_summary.png"), args.out / "grid_summary.png", width=1400)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         json_files = generate(work / "events", events=400, seed=42)
         for style in ("outline", "physics"):
             style_grid(style, json_files, args.out / f"style_{style}.png")
         report_picture(args.run or demo_run(work, json_files), args.out / "report_example.png")
-    if args.grid:
-        save_small(Image.open(args.grid / "grid_summary.png"), args.out / "grid_summary.png", width=1400)
     return 0
 
 

@@ -205,6 +205,28 @@ def duration_text(seconds) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+#: The colour saturates this far from the baseline at least (further where a healthy cell lies further away).
+COLOUR_SPAN = 0.1
+
+
+def values_of_healthy(done, metric: str) -> list[float]:
+    if f"test_{metric}" not in done:
+        return []
+    return done.loc[~done["collapsed"], f"test_{metric}"].dropna().tolist()
+
+
+def colour_scale(baseline, values: list[float], chance: float):
+    """Diverging around the baseline, saturated at the healthy cell furthest from it (at least
+    :data:`COLOUR_SPAN`); collapsed cells, far below, are simply the deepest red. Without a baseline,
+    chance .. 1."""
+    from matplotlib import colors
+
+    if baseline is None or not 0.0 < baseline < 1.0:
+        return colors.Normalize(vmin=min([chance, *values]), vmax=1.0)
+    span = max([COLOUR_SPAN, *(abs(v - baseline) for v in values)])
+    return colors.TwoSlopeNorm(vcenter=float(baseline), vmin=baseline - span, vmax=min(1.0, baseline + span))
+
+
 def plot_grid(plan, table, path) -> Path:
     """The heat map (see the module docstring)."""
     from matplotlib import colors, patches
@@ -220,12 +242,7 @@ def plot_grid(plan, table, path) -> Path:
     chance = 0.5 if metric == "auc" else float(done["majority_fraction"].dropna().min()) \
         if "majority_fraction" in done and done["majority_fraction"].notna().any() else 0.0
     base = baseline_figures(table, metric)
-    low = min([chance, *values]) - 0.01
-    high = 1.0
-    if base is not None and low < base[0] < high:
-        norm = colors.TwoSlopeNorm(vcenter=float(base[0]), vmin=low, vmax=high)
-    else:
-        norm = colors.Normalize(vmin=low, vmax=high)
+    norm = colour_scale(base[0] if base is not None else None, values_of_healthy(done, metric), chance)
     cmap = colors.LinearSegmentedColormap.from_list("grid", ["#b2182b", "#f4a582", "#f7f7f7", "#92c5de", "#2166ac"])
     best = best_cell(table)
 
@@ -276,7 +293,10 @@ def plot_grid(plan, table, path) -> Path:
               "grey: failed or not run", "frame: best cell"]
     if any(panel == "scratch" for panel in panels) and len(panels) > 1:
         legend.append("-: trained from scratch, see its own panel")
-    figure.supxlabel("   |   ".join(legend), fontsize=8, color="#555555")
+    import textwrap
+
+    per_line = max(60, int(figure.get_figwidth() * 15))
+    figure.supxlabel("\n".join(textwrap.wrap("   |   ".join(legend), per_line)), fontsize=8, color="#555555")
     with _atomic_png(path) as tmp:
         figure.savefig(tmp, dpi=130, format="png")
     return Path(path)
