@@ -158,3 +158,39 @@ def test_axes_are_checked_before_anything_runs():
         parse_axis("optimizers", ["adam", "adam"])
     with pytest.raises(TransferError, match="--train-fraction is not for a grid"):
         run_grid(data="nowhere", backbones="smallcnn", train_fraction="0.5,1")
+
+
+def test_feature_store_keys_hold_what_decides_the_features(images, tmp_path):
+    import os
+
+    import numpy as np
+
+    from transfer.config import TrainConfig
+    from transfer.feature_store import feature_key, sharing_features, shared_features
+    from transfer.sources import open_data
+    from transfer.weights import ResolvedWeights
+
+    spec, weights = get_backbone("vgg16"), ResolvedWeights(keras_arg=None, used="none")
+    with open_data(TrainConfig(data=str(images), backbone="vgg16", weights="none")) as source:
+        view = source.view()
+        key = feature_key(spec, weights, (32, 32), view, "train")
+        assert key == feature_key(spec, weights, (32, 32), view, "train")
+        assert key != feature_key(spec, weights, (48, 48), view, "train")
+        assert key != feature_key(spec, weights, (32, 32), view, "validation")
+        assert key != feature_key(get_backbone("vgg19"), weights, (32, 32), view, "train")
+        image = images / view.ids("train")[0]
+        stat = image.stat()
+        os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the image was rewritten
+        assert key != feature_key(spec, weights, (32, 32), view, "train")
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(6, dtype=np.float32).reshape(3, 2)
+
+    assert shared_features(key, compute).shape == (3, 2) and len(calls) == 1  # no store: computed, not kept
+    with sharing_features(tmp_path / "cache") as store:
+        first, second = shared_features(key, compute), shared_features(key, compute)
+    assert len(calls) == 2 and (store.hits, store.misses) == (1, 1) and np.array_equal(first, second)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1

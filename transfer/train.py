@@ -440,7 +440,8 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
         "feature_cache": config.uses_feature_cache and not from_scratch,
         "augment_on_the_fly": augment,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
-        "opened_layers": opened, "parameters": int(parts.model.count_params()), "best": stages.best, "split_source": described.pop("split_source"),
+        "opened_layers": opened, "parameters": int(parts.model.count_params()), "best": stages.best,
+        "split_source": described.pop("split_source"),
         "events_per_class": view.counts(), **described, **extra_info, "timing": timing,
         "hepvision_version": __version__,
     }
@@ -485,10 +486,11 @@ class _Stages:
 
     def _features(self, split: str, dataset):
         """The frozen backbone's outputs on ``split``, shared through the active feature store if any."""
-        from transfer.feature_store import shared_features
+        from transfer.feature_store import active_store, shared_features
 
-        key = self.feature_key(split) if self.feature_key is not None else None
-        return shared_features(key, lambda: extract_features(self.parts.features, dataset))
+        shared = self.feature_key is not None and active_store() is not None  # the key costs a pass over the files
+        return shared_features(self.feature_key(split) if shared else None,
+                               lambda: extract_features(self.parts.features, dataset))
 
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
         import keras
