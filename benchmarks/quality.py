@@ -12,6 +12,9 @@ default options unless the case is about an option, on data made here:
   64 px; the baseline is gradient-boosted trees on the events' physics
   objects. VGG19 uses ImageNet weights where they are in the Keras cache,
   else trains from scratch (the table says which), at 32 px to fit a CPU.
+* ``grid-*``: ``python -m transfer grid`` over compact networks and optimizers on the
+  32 px toy images; its row is the best run by validation accuracy (with its test
+  figures), and ``collapsed`` counts the runs that collapsed (the goal is none).
 * ``egamma-*``: a toy electron/photon calorimeter file (``imgen.arrays.synth``,
   one file, ``X`` (N, 32, 32, 2), ``y``); ``layers-*``: three calorimeter
   layers of different granularity; ``towers-*``: trigger towers in raw MeV,
@@ -54,10 +57,16 @@ CASES = {
                                        "--min-value", "0"]),
 }
 
+#: grid case -> (data maker name, ``transfer grid`` arguments): compact networks on small images, minutes on a CPU.
+GRID_CASES = {
+    "grid-toy32": ("toy32", ["--backbones", "smallcnn,cnn", "--optimizers", "adam,rmsprop",
+                             "--fine-tune", "frozen,partial", "--epochs", "15"]),
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", help=f"comma-separated cases (default: all): {', '.join(CASES)}")
+    parser.add_argument("--cases", help=f"comma-separated cases (default: all): {', '.join([*CASES, *GRID_CASES])}")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--work", help="working folder (default: a temporary one, removed at the end)")
     parser.add_argument("--json", help="also write the rows as JSON to this file (after every case)")
@@ -68,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd`` with this checkout's packages first (not another installation's)."""
+    import os
+
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path})
 
 
 def make_data(kind: str, work: Path) -> tuple[list[str], str]:
@@ -144,6 +157,47 @@ def run_case(name: str, work: Path, reuse: bool = False) -> dict:
             "collapsed": metrics["health"]["collapsed"], "seconds": seconds, "command": shown}
 
 
+def run_grid_case(name: str, work: Path, reuse: bool = False) -> dict:
+    """A small ``transfer grid``: how many runs collapsed (the goal is none), the best cell against the baseline."""
+    import pandas as pd
+
+    from transfer.grid_report import SUMMARY_CSV, baseline_figures, best_cell
+
+    kind, extra = GRID_CASES[name]
+    data, made = make_data(kind, work)
+    out = work / "runs" / name
+    command = [sys.executable, "-m", "transfer", "grid", "--data", *data, *extra, "--out", str(out)]
+    shown = "python -m transfer " + shlex.join(command[3:]).replace(str(work) + "/", "")
+    started = time.perf_counter()
+    if not (reuse and (out / SUMMARY_CSV).is_file()):
+        done = _run(command + ([] if reuse else ["--overwrite"]), work)
+        if done.returncode not in (0, 3):
+            return {"case": name, "error": (done.stderr or done.stdout).strip().splitlines()[-1], "command": shown}
+    seconds = time.perf_counter() - started
+    summary = pd.read_csv(out / SUMMARY_CSV)
+    runs = summary.drop_duplicates("run")
+    runs = runs[runs["status"] == "done"]
+    best = best_cell(summary)
+    if best is None:
+        return {"case": name, "error": "no run of the grid completed without collapsing", "command": shown}
+    metric = "auc" if int(best["n_classes"]) == 2 else "accuracy"
+    base = baseline_figures(summary, "accuracy")
+    base_auc = baseline_figures(summary, "auc")
+
+    def shown_interval(values) -> str:
+        return "n/a" if values is None else f"{values[0]:.3f} [{values[1]:.3f}, {values[2]:.3f}]"
+
+    return {"case": name, "label": f"{name}: best of {len(runs)} runs (by validation), {best['run']}", "data": made, "weights": best["weights_used"],
+            "training": best["training"], "metric": metric,
+            "network_accuracy": shown_interval((best["test_accuracy"], best["test_accuracy_low"], best["test_accuracy_high"])),
+            "network_auc": shown_interval((best["test_auc"], best["test_auc_low"], best["test_auc_high"])),
+            "baseline_accuracy": shown_interval(base), "baseline_auc": shown_interval(base_auc),
+            "accuracy_gap": best["test_accuracy"] - base[0] if base else None,
+            "auc_gap": best["test_auc"] - base_auc[0] if base_auc else None,
+            "collapsed": f"{int(runs['collapsed'].sum())} of {len(runs)}", "seconds": seconds, "command": shown,
+            "summary": str(out / "grid_summary.png")}
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| case | network test accuracy | baseline | network test AUC | baseline | collapsed | seconds |",
              "|---|---|---|---|---|---|---|"]
@@ -151,30 +205,37 @@ def table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['case']} | error: {r['error']} | | | | | |")
             continue
-        lines.append(f"| {r['case']} ({r['training']}, weights {r['weights']}) | {r['network_accuracy']} | "
+        lines.append(f"| {r.get('label', r['case'])} ({r['training']}, weights {r['weights']}) | {r['network_accuracy']} | "
                      f"{r['baseline_accuracy']} | {r['network_auc']} | {r['baseline_auc']} | "
-                     f"{'**yes**' if r['collapsed'] else 'no'} | {r['seconds']:.0f} |")
+                     f"{_collapsed(r['collapsed'])} | {r['seconds']:.0f} |")
     lines += ["", "Commands (data made by this script, see its docstring):", ""]
     lines += [f"- {r['case']}: `{r['command']}`" for r in rows]
     return "\n".join(lines)
 
 
+def _collapsed(value) -> str:
+    """``yes``/``no`` for a run, ``N of M`` runs for a grid."""
+    if isinstance(value, str):
+        return value if value.startswith("0 ") else f"**{value}**"
+    return "**yes**" if value else "no"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
-        print("\n".join(f"{name}: {kind} {' '.join(extra)}" for name, (kind, extra) in CASES.items()))
+        print("\n".join(f"{name}: {kind} {' '.join(extra)}" for name, (kind, extra) in {**CASES, **GRID_CASES}.items()))
         return 0
-    names = args.cases.split(",") if args.cases else list(CASES)
-    unknown = [n for n in names if n not in CASES]
+    names = args.cases.split(",") if args.cases else [*CASES, *GRID_CASES]
+    unknown = [n for n in names if n not in CASES and n not in GRID_CASES]
     if unknown:
-        sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join([*CASES, *GRID_CASES])}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         rows = []
         for name in names:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            rows.append(run_case(name, work, args.reuse))
+            rows.append((run_grid_case if name in GRID_CASES else run_case)(name, work, args.reuse))
             print(f"  {rows[-1].get('network_accuracy', rows[-1].get('error'))} against baseline "
                   f"{rows[-1].get('baseline_accuracy', '')}", file=sys.stderr, flush=True)
             if args.json:

@@ -21,6 +21,7 @@ COMMANDS = [
     ("Export HDF5 arrays as PNG", ["imgen", "arrays"]),
     ("Augment the training split", ["augment"]),
     ("Train", ["transfer"]),
+    ("Train a grid of backbones x optimizers x fine-tuning regimes", ["transfer", "grid"]),
     ("Predict with a saved model", ["transfer", "predict"]),
     ("Export a trained model", ["transfer", "export"]),
     ("Find a learning rate", ["transfer", "lr-find"]),

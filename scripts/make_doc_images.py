@@ -2,12 +2,16 @@
 
     python scripts/make_doc_images.py                 # all three; the report trains a small model (~1 min, 2 cores)
     python scripts/make_doc_images.py --run runs/x    # compose the report picture from an existing run folder
+    python scripts/make_doc_images.py --grid W/runs/grid-toy32   # only the grid picture, from a grid folder
 
 * ``style_outline.png``, ``style_physics.png``: toy events of each class (``imgen.synth``) that pass the
   paper's selection, drawn with ``imgen.render.render_event`` in each style, eta/phi axes labelled.
 * ``report_example.png``: ``roc.png`` and ``confusion_matrix.png`` of a run folder side by side. Without
   ``--run``, a small demo run is trained first (VGG19, frozen backbone, 48-pixel toy images, ImageNet weights
   when they can be had, random initialisation otherwise: the script says which).
+* ``grid_summary.png``: the ``grid_summary.png`` of a grid folder given with ``--grid``, e.g. the one that
+  ``python benchmarks/quality.py --cases grid-toy32 --work W`` leaves in ``W/runs/grid-toy32`` (a grid takes
+  several minutes, so it is never trained here; ``--grid`` makes this picture alone).
 
 The PNGs are quantised to 256 colours to stay small (< 150 kB each).
 """
@@ -100,9 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="run folder to take roc.png and confusion_matrix.png from "
                                                  "(default: train a small demo run)")
+    parser.add_argument("--grid", type=Path, help="make only grid_summary.png, from this grid folder (python -m "
+                                                  "transfer grid; e.g. benchmarks/quality.py --cases grid-toy32)")
     parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: docs/images)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.grid:
+        save_small(Image.open(args.grid / "grid_summary.png"), args.out / "grid_summary.png", width=1400)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         json_files = generate(work / "events", events=400, seed=42)

@@ -5,7 +5,8 @@ Entry points: :func:`transfer.experiments.run_experiment` (a run, ``folds``
 or ``train_fraction``; also ``transfer.run_experiment``), :func:`transfer.train.run_training`
 (also ``transfer.run_training``), :func:`transfer.crossval.run_folds`,
 :func:`transfer.scan.run_train_fraction_scan`, :func:`transfer.lr_find.lr_find`,
-:func:`transfer.ensemble.ensemble_runs`, :func:`transfer.predict.predict`,
+:func:`transfer.ensemble.ensemble_runs`, :func:`transfer.grid.run_grid`
+(backbones x optimizers x fine-tuning regimes), :func:`transfer.predict.predict`,
 :func:`transfer.export.export_model_files`. A run is planned (:mod:`transfer.plan`) and then
 executed (:func:`transfer.train.run_plan`); :mod:`transfer.run_folder` names and reads its files.
 

@@ -500,8 +500,8 @@ def _as_bool(name, value) -> bool:
     raise OptionError(f"{name} {value!r}: expected true or false")
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Options from a YAML file; unknown keys are an error, recorded keys are dropped."""
+def read_config_file(path: str | os.PathLike, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Options from a YAML file; unknown keys are an error, recorded keys are dropped (see :func:`check_options`)."""
     import yaml
 
     path = Path(path)
@@ -512,10 +512,17 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise OptionError(f"--config {path}: cannot read it ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise OptionError(f"--config {path}: not valid YAML ({exc})") from None
+    return check_options(values, path, extra)
+
+
+def check_options(values, path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The options of a YAML mapping read from ``path``; unknown keys (besides ``extra``) are an error,
+    recorded keys are dropped, ``extra`` keys are kept as they are (``python -m transfer grid``'s axes)."""
     if values is None:
         return {}
     if not isinstance(values, dict):
         raise OptionError(f"--config {path}: expected a mapping of option: value")
+    grid_keys = {k: values.pop(k) for k in extra if k in values}
     known = set(option_names())
     unknown = sorted(k for k in values if k not in known and k not in RECORDED_KEYS)
     if unknown:
@@ -526,7 +533,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             kind = "a mapping" if isinstance(value, dict) else "a list"
             raise OptionError(f"--config {path}: {key}: expected a single value, got {kind} ({value!r}); "
                                 f"write e.g. `{key}: {_example(value)}`")
-    return {k: v for k, v in values.items() if k in known}
+    return {**{k: v for k, v in values.items() if k in known}, **grid_keys}
 
 
 def _example(value) -> str:

@@ -59,6 +59,7 @@ from transfer.backbones import BackboneSpec, get_backbone
 from transfer.config import TrainConfig
 from transfer.errors import OptionError
 from transfer.files import staged_folder
+from transfer.feature_store import feature_key
 from transfer.health import input_warnings
 # check_view and trains_from_scratch are also names of this module (callers from before the plans)
 from transfer.plan import (ExperimentPlan, RunPlan, check_view, output_folder, plan_run,  # noqa: F401
@@ -419,6 +420,8 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
         stages.train_from_scratch(len(view.labels("train")))
         opened = []
     else:
+        # grid: frozen-stage features shared across runs on disk (transfer.feature_store; a no-op for one run)
+        stages.feature_key = lambda split: feature_key(spec, weights, plan.image_size, view, split)
         stages.train_head(view, weights.used)
         opened = stages.fine_tune()
     history = history_frame(stages.rows)
@@ -451,7 +454,8 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
         "feature_cache": config.uses_feature_cache and not from_scratch,
         "augment_on_the_fly": augment,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
-        "opened_layers": opened, "best": stages.best, "split_source": described.pop("split_source"),
+        "opened_layers": opened, "parameters": int(parts.model.count_params()), "best": stages.best,
+        "split_source": described.pop("split_source"),
         "events_per_class": view.counts(), **described, **plan.info, "timing": timing,
         "hepvision_version": __version__,
     }
@@ -490,6 +494,16 @@ class _Stages:
         self.rows: list[dict] = []
         self.keeper = None
         self.best: dict = {}
+        #: ``feature_key(split)`` for features shared across runs (transfer.feature_store), or None.
+        self.feature_key = None
+
+    def _features(self, split: str, dataset):
+        """The frozen backbone's outputs on ``split``, shared through the active feature store if any."""
+        from transfer.feature_store import active_store, shared_features
+
+        shared = self.feature_key is not None and active_store() is not None  # the key costs a pass over the files
+        return shared_features(self.feature_key(split) if shared else None,
+                               lambda: extract_features(self.parts.features, dataset))
 
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
         import keras
@@ -543,13 +557,13 @@ class _Stages:
         started = time.perf_counter()
         y_train, y_val = view.labels("train"), view.labels("validation")
         unshuffled = view.dataset("train", config.batch_size)
-        train_features = extract_features(parts.features, unshuffled)
+        train_features = self._features("train", unshuffled)
         _warn_if_constant(train_features, self.spec.name, weights_used)
         self.context["random_frozen_backbone"] = weights_used == "none"
         with self.strategy.scope():
             adapt_head(parts.head, train_features)
         if config.uses_feature_cache:
-            val_features = extract_features(parts.features, self.val_images)
+            val_features = self._features("validation", self.val_images)
             self.timing["feature_extraction_s"] = time.perf_counter() - started
             target = parts.head
             train_data = feature_dataset(train_features, y_train, config.batch_size, True, config.seed)
