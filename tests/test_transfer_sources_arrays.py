@@ -215,7 +215,7 @@ def _four_channels(work: Path) -> Path:
     path = work / "four.h5"
     if not path.exists():
         with h5py.File(path, "w") as handle:
-            handle["X"] = np.random.default_rng(0).random((12, 32, 32, 4), dtype=np.float32)
+            handle["X"] = np.random.default_rng(0).random((30, 32, 32, 4), dtype=np.float32)  # every split gets events
     return path
 
 
