@@ -1,4 +1,4 @@
-"""``python -m transfer``: train (default), ``predict``, ``export``, ``lr-find``, ``ensemble``, ``fetch-weights``.
+"""``python -m transfer``: train (default), ``predict``, ``export``, ``lr-find``, ``ensemble``, ``fetch-weights``, ``pretrain``.
 
 Only argument parsing lives here; the work is done by
 :func:`transfer.experiments.run_experiment` (a run, ``--folds`` or
@@ -35,6 +35,7 @@ subcommands:
   {PROG} lr-find --data ... --backbone NAME [training options] [--steps 100]   (learning-rate range test)
   {PROG} ensemble RUN RUN [RUN ...] --out DIR   (average the test scores of runs with the same test set)
   {PROG} fetch-weights --backbone NAME [NAME ...]   (download ImageNet weights ahead of time)
+  {PROG} pretrain --backbone NAME --image-size N --out DIR   (pretrain on simulated events; then --weights DIR)
   run "{PROG} SUBCOMMAND --help" for their options.
 
 examples:
@@ -164,12 +165,16 @@ def build_train_parser(prog: str = PROG, description: str = TRAIN_DESCRIPTION,
                             f"{COMPACT} are compact networks trained from scratch (one stage, all layers, "
                             "--lr and --epochs; any input size and channel count; --weights none); "
                             "see --list-backbones")
-    model.add_argument("--weights", metavar="auto|imagenet|none|PATH",
+    model.add_argument("--weights", metavar="auto|imagenet|none|toy-cms|RUN|PATH",
                        help="backbone initialisation: auto (imagenet for pretrained backbones, none for "
                             "networks trained from scratch), ImageNet weights through Keras' cache "
                             "($KERAS_HOME/models, default ~/.keras/models; downloaded when missing), "
-                            "none (random; the only choice, besides a file, for networks trained from "
-                            f"scratch), or a weights file for this backbone ({_default('weights')})")
+                            "none (random), toy-cms (this network pretrained on the bundled generator's "
+                            "events at --image-size, built into the Keras cache on first use: no download), "
+                            "RUN (a run folder or RUN/model.keras, e.g. of pretrain: its backbone, refused when "
+                            "its backbone, channels or rendering style do not fit), or a weights file for this "
+                            "backbone. Pretrained weights are fine-tuned in two stages with BatchNorm in "
+                            f"inference mode, also for compact networks ({_default('weights')})")
     model.add_argument("--on-missing-weights", choices=ON_MISSING_WEIGHTS,
                        help="when ImageNet weights cannot be had: error (stop, naming the file to "
                             "seed the cache with) or random (train from random initialisation, with "
@@ -454,6 +459,12 @@ def _ensemble(argv: list[str]) -> int:
     return 0
 
 
+def _pretrain(argv: list[str]) -> int:
+    from transfer.pretrain import main_pretrain
+
+    return main_pretrain(argv)
+
+
 def _fetch(argv: list[str]) -> int:
     args = build_fetch_parser().parse_args(argv)
     from transfer.weights import fetch_weights
@@ -466,7 +477,7 @@ def _fetch(argv: list[str]) -> int:
 
 
 COMMANDS = {"predict": _predict, "export": _export, "lr-find": _lr_find, "ensemble": _ensemble, "fetch-weights": _fetch,
-            "train": _train}
+            "pretrain": _pretrain, "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:

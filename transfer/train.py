@@ -321,13 +321,15 @@ def train_view(config: TrainConfig, spec: BackboneSpec, view: DataView, weights:
 
 
 def trains_from_scratch(spec: BackboneSpec, weights: ResolvedWeights) -> bool:
-    """One stage, every layer trained: compact networks, and pretrained backbones without pretrained weights.
+    """One stage, every layer trained: any backbone without pretrained weights (``--weights none``).
 
     A frozen stage on a randomly initialised backbone trains a head on
     features that carry little information; with no weights to keep, the
     whole network is trained from the start instead (and the report says so).
+    With pretrained weights (ImageNet, a weights file, a run folder, toy-cms),
+    compact networks too are fine-tuned in two stages with BatchNorm in inference mode.
     """
-    return not spec.pretrained or weights.used == "none"
+    return weights.used == "none"
 
 
 def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_size: tuple,
@@ -339,6 +341,10 @@ def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_s
     """
     from transfer.model import build_transfer_model, layers_to_unfreeze
 
+    if weights.record is not None:  # weights of one of our runs: their channels and style must fit these data
+        from transfer.run_weights import check_fits
+
+        check_fits(spec, weights.record, view, image_size, config.weights)
     value_range = view.value_range() if spec.pretrained and view.input_dtype != "uint8" else None
     scope = strategy.scope() if strategy is not None else _nullcontext()
     with scope:
@@ -347,7 +353,7 @@ def build_parts(config: TrainConfig, spec: BackboneSpec, view: DataView, image_s
                                      input_dtype=view.input_dtype, value_range=value_range,
                                      normalization=normalization, from_scratch=trains_from_scratch(spec, weights))
     if not trains_from_scratch(spec, weights):
-        layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
+        layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze)  # checks --unfreeze
     return parts
 
 
@@ -425,7 +431,7 @@ def _train_in(staging: Path, out: Path, config: TrainConfig, spec: BackboneSpec,
     described = view.describe()
     info = {
         "backbone": spec.name, "weights_used": weights.used, "weights_reason": weights.reason,
-        "weights_file": weights.file, "training": "from scratch" if from_scratch else "two-stage transfer",
+        "weights_file": weights.file, "weights_pretrained_on": weights.pretrained_on, "training": "from scratch" if from_scratch else "two-stage transfer",
         "training_reason": ("no pretrained weights: the whole network is trained from the start, not "
                             "transfer learning") if from_scratch and spec.pretrained else None,
         "fine_tune": "none (from scratch)" if from_scratch else config.fine_tune, "optimizer": config.optimizer,
@@ -561,10 +567,10 @@ class _Stages:
             return []
         started = time.perf_counter()
         keeper = self.KeepBest(best=self.keeper.best, weights=parts.model.get_weights())
-        opened = set_trainable(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)
+        opened = set_trainable(parts.backbone, config.fine_tune, config.unfreeze)  # pretrained: BatchNorm stays
         rate = config.lr * config.fine_tune_lr_factor
         shown = ", ".join(opened) if len(opened) <= 4 else f"{opened[0]}, ..., {opened[-1]}"
-        frozen_bn = spec.pretrained and any(is_batch_norm(layer) for layer in parts.backbone.layers)
+        frozen_bn = any(is_batch_norm(layer) for layer in parts.backbone.layers)
         log.info("fine-tuning %d backbone layer(s) (%s) at learning rate %g%s", len(opened), shown, rate,
                  ", BatchNorm layers frozen in inference mode" if frozen_bn else "")
         self._fit(parts.model, rate, "fine-tune", self.train_images, self.val_images, config.fine_tune_epochs,
