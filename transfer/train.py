@@ -92,7 +92,8 @@ class RunResult:
         m = self.metrics
         lines = [f"run folder: {self.out_dir}",
                  f"backbone {m['backbone']}, weights used: {m['weights_used']}"
-                 + (f" ({m['weights_reason']})" if m.get("weights_reason") else "")]
+                 + (f" ({m['weights_reason']})" if m.get("weights_reason") else "")
+                 + (f", pretrained on {m['weights_pretrained_on']}" if m.get("weights_pretrained_on") else "")]
         from transfer.report import console_lines
 
         return lines + console_lines(m)
@@ -507,10 +508,17 @@ class _Stages:
         return len(recorder.rows)
 
     def adapt_head(self, view: DataView) -> None:
-        """Set the head's feature scaling from the (randomly initialised) backbone's training features."""
+        """Set the head's feature scaling from the (randomly initialised) backbone's training features.
+
+        Measured in training mode, the mode the network is then trained in: a random backbone with
+        BatchNorm layers (MobileNetV2, ResNet50...) gives features orders of magnitude smaller with its
+        initial moving statistics than with batch statistics, and a scale fitted to those would multiply
+        the features of the first training step into logits of 1e10.
+        """
         from transfer.model import adapt_head
 
-        features = extract_features(self.parts.features, view.dataset("train", self.config.batch_size))
+        features = np.concatenate([np.asarray(self.parts.features(x, training=True), dtype=np.float32)
+                                   for x, _ in view.dataset("train", self.config.batch_size)])
         with self.strategy.scope():
             adapt_head(self.parts.head, features)
 

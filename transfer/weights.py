@@ -13,7 +13,11 @@ how to seed it, before any training.
 
 Offline clusters: run ``python -m transfer fetch-weights --backbone NAME`` on a
 machine with internet and copy its ``~/.keras/models`` folder to the cluster
-(or copy the named file into ``$KERAS_HOME/models`` there).
+(or copy the named file into ``$KERAS_HOME/models`` there), or use
+``--weights toy-cms``, a backbone pretrained on the bundled generator's events
+and built into ``$KERAS_HOME/models/hepvision-toy-cms/`` on first use, no download
+(:mod:`transfer.pretrain`). ``--weights RUN`` (a run folder or ``RUN/model.keras``)
+loads the backbone of an earlier run (:mod:`transfer.run_weights`).
 """
 from __future__ import annotations
 
