@@ -250,7 +250,10 @@ def build_pretrain_parser(prog: str = "python -m transfer pretrain") -> argparse
                f"  {prog} --backbone resnet15 --task process+bjets --events 5000 --out runs/pretrain-r15\n"
                f"  {prog} --backbone cnn --data big_simulation/ --image-size 64 --out runs/pretrain-cnn\n\n"
                f"The defaults ({DEFAULT_EVENTS} events per process, {DEFAULT_IMAGE_SIZE} px, {DEFAULT_EPOCHS} "
-               "epochs) finish in a few minutes on 2 CPU cores; a GPU is used where there is one.")
+               "epochs) finish in a few minutes on 2 CPU cores; a GPU is used where there is one.\n"
+               "--weights toy-cms builds such a backbone at the run's --image-size into $KERAS_HOME/models/"
+               f"{TOY_CMS_FOLDER}/ on first use (no download: fine offline); ${TOY_CMS_EVENTS_ENV} and "
+               f"${TOY_CMS_EPOCHS_ENV} change its events per process and epochs.")
     parser.add_argument("--backbone", required=True, metavar="NAME", help="the network to pretrain (see "
                         "python -m transfer --list-backbones)")
     parser.add_argument("--image-size", default=str(DEFAULT_IMAGE_SIZE), metavar="N",

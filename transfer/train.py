@@ -523,12 +523,23 @@ class _Stages:
             adapt_head(self.parts.head, features)
 
     def train_from_scratch(self, n_train: int) -> None:
-        """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``."""
+        """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``.
+
+        BatchNorm moving averages get the compact networks' momentum (0.9): Keras' MobileNetV2 uses
+        0.999, whose averages still hold half their initial values after 700 steps, so a few thousand
+        events trained from scratch were evaluated with wrong statistics (validation at chance while
+        the training accuracy rose).
+        """
+        from transfer.compact import BN_MOMENTUM
+        from transfer.model import is_batch_norm
+
         config = self.config
         started = time.perf_counter()
         self.parts.backbone.trainable = True
         for layer in self.parts.backbone.layers:  # BatchNorm included: nothing pretrained to keep
             layer.trainable = True
+            if is_batch_norm(layer) and layer.momentum > BN_MOMENTUM:
+                layer.momentum = BN_MOMENTUM
         epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
                            config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
