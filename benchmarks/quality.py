@@ -97,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    # the commands run this checkout's packages, also when another copy is installed
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path})
 
 
 def make_data(kind: str, work: Path) -> tuple[list[str], str]:
