@@ -24,6 +24,21 @@ It prints one markdown table: network and baseline test accuracy and ROC AUC
 (macro for 3 classes) with 68 % bootstrap intervals, whether the network
 collapsed, whether it reached the baseline, the seconds, and the command.
 Numbers depend on the machine only through time: the seeds are fixed.
+
+``--pretrain`` runs the comparison of pretraining on simulated events instead
+(``python -m transfer pretrain``, issue 16): a backbone pretrained with
+``pretrain``'s defaults (the generator's three processes, seed 42, 2000 events
+each) is fine-tuned on a small *target* sample, against the same network from
+random weights and against the matched baseline, at three training-set sizes
+(``--train-fraction 0.1,0.3,1``; same validation and test events). There are
+no real CMS images here, so the target is another sample of the generator:
+seeded differently (2026) and configured differently (two processes, TTjets
+against Wjets, 400 events each, rendered by ``python -m imgen``). It measures
+what pretraining on one simulated sample gives on a disjoint, smaller one of
+the same physics, not the gain on real data, where detector effects differ.
+
+    python benchmarks/quality.py --pretrain                    # mobilenetv2 at 32 px
+    python benchmarks/quality.py --pretrain --backbone resnet15 --image-size 32
 """
 from __future__ import annotations
 
@@ -64,12 +79,26 @@ GRID_CASES = {
 }
 
 
+#: The pretraining comparison: network, size, target sample (classes, events per class, seed) and fractions.
+PRETRAIN_BACKBONE = "mobilenetv2"
+PRETRAIN_SIZE = 32
+TARGET_CLASSES, TARGET_EVENTS, TARGET_SEED = "TTjets,Wjets", 400, 2026
+FRACTIONS = "0.1,0.3,1"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", help=f"comma-separated cases (default: all): {', '.join([*CASES, *GRID_CASES])}")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--work", help="working folder (default: a temporary one, removed at the end)")
     parser.add_argument("--json", help="also write the rows as JSON to this file (after every case)")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="run the pretraining comparison (pretrained vs from scratch vs baseline at three "
+                             "training-set sizes) instead of the cases")
+    parser.add_argument("--backbone", default=PRETRAIN_BACKBONE,
+                        help=f"--pretrain: the network (default: {PRETRAIN_BACKBONE})")
+    parser.add_argument("--image-size", type=int, default=PRETRAIN_SIZE,
+                        help=f"--pretrain: pixels per side (default: {PRETRAIN_SIZE})")
     parser.add_argument("--reuse", action="store_true",
                         help="take a case's result from its run folder under --work when it is complete "
                              "(metrics.json) instead of training again")
@@ -220,8 +249,81 @@ def _collapsed(value) -> str:
     return "**yes**" if value else "no"
 
 
+def _transfer(args: list[str], work: Path, out: Path, reuse: bool, done_file: str) -> str:
+    """Run ``python -m transfer ARGS --out OUT`` unless ``reuse`` and ``OUT/done_file`` exist; the command shown."""
+    command = [sys.executable, "-m", "transfer", *args, "--out", str(out), "--overwrite"]
+    if not (reuse and (out / done_file).is_file()):
+        done = _run(command, work)
+        if done.returncode not in (0, 3):
+            sys.exit(f"failed: {shlex.join(command)}\n{(done.stderr or done.stdout)[-3000:]}")
+    return "python -m transfer " + shlex.join(command[3:-1]).replace(str(work) + "/", "")
+
+
+def pretrain_comparison(work: Path, backbone: str, size: int, reuse: bool = False) -> tuple[list[dict], list[str], dict]:
+    """Pretrained and fine-tuned vs from scratch vs the baseline on the target sample, per training fraction."""
+    py = sys.executable
+    pre = work / f"pretrain-{backbone}-{size}"
+    started = time.perf_counter()
+    commands = [_transfer(["pretrain", "--backbone", backbone, "--image-size", str(size), "--verbose", "0"],
+                          work, pre, reuse, "pretrained.json")]
+    pretrain_s = time.perf_counter() - started
+    events, target = work / "target-events", work / f"target{size}"
+    if not target.exists():
+        _run([py, "-m", "imgen.synth", "--out", str(events), "--events", str(TARGET_EVENTS), "--seed",
+              str(TARGET_SEED), "--classes", TARGET_CLASSES], work)
+        _run([py, "-m", "imgen", str(events), "--out", str(target), "--size", str(size), "--seed", "7"], work)
+    runs = {}
+    for label, weights in (("pretrained", str(pre)), ("scratch", "none")):
+        out = work / "runs" / f"target-{backbone}-{label}"
+        commands.append(_transfer(["--data", str(target), "--backbone", backbone, "--weights", weights,
+                                   "--train-fraction", FRACTIONS, "--verbose", "0"], work, out, reuse,
+                                  "train_fraction_scan.csv"))
+        runs[label] = out
+    rows = []
+    for fraction in FRACTIONS.split(","):
+        name = f"fraction-{float(fraction):g}"
+        pretrained, scratch = (json.loads((runs[k] / name / "metrics.json").read_text()) for k in ("pretrained", "scratch"))
+        rows.append({"fraction": float(fraction), "n_train": sum(pretrained["events_per_class"]["train"].values()),
+                     "pretrained_accuracy": _cell(pretrained, "accuracy"), "pretrained_auc": _cell(pretrained, "roc_auc"),
+                     "pretrained_collapsed": pretrained["health"]["collapsed"],
+                     "scratch_accuracy": _cell(scratch, "accuracy"), "scratch_auc": _cell(scratch, "roc_auc"),
+                     "scratch_collapsed": scratch["health"]["collapsed"],
+                     "baseline_accuracy": _cell(pretrained["baseline"], "accuracy"),
+                     "baseline_auc": _cell(pretrained["baseline"], "roc_auc"),
+                     "n_test": sum(pretrained["events_per_class"]["test"].values())})
+    record = json.loads((pre / "pretrained.json").read_text())
+    facts = {"backbone": backbone, "size": size, "pretrain_seconds": record.get("seconds", pretrain_s),
+             "pretrain_test_accuracy": record.get("test_accuracy")}
+    return rows, commands, facts
+
+
+def pretrain_table(rows: list[dict], commands: list[str], facts: dict) -> str:
+    lines = [f"| training events | {facts['backbone']} pretrained, fine-tuned: test accuracy | AUC | "
+             "from scratch: test accuracy | AUC | baseline (trees): test accuracy | AUC |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        flag = {k: " (**collapsed**)" if r[f"{k}_collapsed"] else "" for k in ("pretrained", "scratch")}
+        lines.append(f"| {r['n_train']} ({r['fraction']:g} of the training split) | {r['pretrained_accuracy']}"
+                     f"{flag['pretrained']} | {r['pretrained_auc']} | {r['scratch_accuracy']}{flag['scratch']} | "
+                     f"{r['scratch_auc']} | {r['baseline_accuracy']} | {r['baseline_auc']} |")
+    lines += ["", f"{rows[0]['n_test']} test events in every row. Pretraining took {facts['pretrain_seconds']:.0f} s "
+              f"(test accuracy {facts['pretrain_test_accuracy']:.3f} on its own three-process task). Commands:", ""]
+    lines += [f"- `{c}`" for c in commands]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.pretrain:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(args.work or tmp)
+            work.mkdir(parents=True, exist_ok=True)
+            rows, commands, facts = pretrain_comparison(work, args.backbone, args.image_size, args.reuse)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"rows": rows, "facts": facts, "commands": commands},
+                                                      indent=2) + "\n")
+            print(pretrain_table(rows, commands, facts))
+        return 0
     if args.list:
         print("\n".join(f"{name}: {kind} {' '.join(extra)}" for name, (kind, extra) in {**CASES, **GRID_CASES}.items()))
         return 0

@@ -49,6 +49,8 @@ from imgen.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
+#: Bumped whenever a change to this module changes the events a seed gives (pretrained weights record it).
+GENERATOR_VERSION = 1
 #: Fraction of events drawn from the mode that mimics another class.
 AMBIGUOUS_FRACTION = 0.25
 LEPTON_ETA_MAX = 2.5

@@ -27,6 +27,7 @@ COMMANDS = [
     ("Find a learning rate", ["transfer", "lr-find"]),
     ("Average the scores of several runs", ["transfer", "ensemble"]),
     ("Download ImageNet weights ahead of time", ["transfer", "fetch-weights"]),
+    ("Pretrain a backbone on simulated events", ["transfer", "pretrain"]),
 ]
 
 

@@ -7,7 +7,8 @@ or ``train_fraction``; also ``transfer.run_experiment``), :func:`transfer.train.
 :func:`transfer.scan.run_train_fraction_scan`, :func:`transfer.lr_find.lr_find`,
 :func:`transfer.ensemble.ensemble_runs`, :func:`transfer.grid.run_grid`
 (backbones x optimizers x fine-tuning regimes), :func:`transfer.predict.predict`,
-:func:`transfer.export.export_model_files`. A run is planned (:mod:`transfer.plan`) and then
+:func:`transfer.export.export_model_files`,
+:func:`transfer.pretrain.pretrain`. A run is planned (:mod:`transfer.plan`) and then
 executed (:func:`transfer.train.run_plan`); :mod:`transfer.run_folder` names and reads its files.
 
 TensorFlow is imported lazily (inside functions), so ``--help`` is instant.

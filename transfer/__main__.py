@@ -1,4 +1,4 @@
-"""``python -m transfer``: train (default), ``grid``, ``predict``, ``export``, ``lr-find``, ``ensemble``, ``fetch-weights``.
+"""``python -m transfer``: train (default), ``grid``, ``predict``, ``export``, ``lr-find``, ``ensemble``, ``fetch-weights``, ``pretrain``.
 
 Only argument parsing lives here; the work is done by
 :func:`transfer.experiments.run_experiment` (a run, ``--folds`` or
@@ -34,6 +34,7 @@ subcommands:
   {PROG} fetch-weights --backbone NAME [NAME ...]   (download ImageNet weights ahead of time)
   {PROG} grid --data ... --backbones A,B --optimizers adam,rmsprop --fine-tune frozen,partial,full --out DIR
       (every combination, same split, resumable, with a heat-map summary)
+  {PROG} pretrain --backbone NAME --image-size N --out DIR   (pretrain on simulated events; then --weights DIR)
   run "{PROG} SUBCOMMAND --help" for their options.
 
 examples:
@@ -382,6 +383,12 @@ def _ensemble(argv: list[str]) -> int:
     return 0
 
 
+def _pretrain(argv: list[str]) -> int:
+    from transfer.pretrain import main_pretrain
+
+    return main_pretrain(argv)
+
+
 def _fetch(argv: list[str]) -> int:
     args = build_fetch_parser().parse_args(argv)
     from transfer.weights import fetch_weights
@@ -393,8 +400,8 @@ def _fetch(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"grid": _grid, "predict": _predict, "export": _export, "lr-find": _lr_find, "ensemble": _ensemble, "fetch-weights": _fetch,
-            "train": _train}
+COMMANDS = {"grid": _grid, "predict": _predict, "export": _export, "lr-find": _lr_find, "ensemble": _ensemble,
+            "fetch-weights": _fetch, "pretrain": _pretrain, "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:

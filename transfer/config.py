@@ -98,11 +98,14 @@ class TrainConfig:
              "all layers, --lr and --epochs; any input size and channel count; --weights none); see "
              "--list-backbones")
     weights: str = option(
-        "auto", group="model", metavar="auto|imagenet|none|PATH",
+        "auto", group="model", metavar="auto|imagenet|none|toy-cms|RUN|PATH",
         help="backbone initialisation: auto (imagenet for pretrained backbones, none for networks trained from "
              "scratch), ImageNet weights through Keras' cache ($KERAS_HOME/models, default ~/.keras/models; "
-             "downloaded when missing), none (random; the only choice, besides a file, for networks trained "
-             "from scratch), or a weights file for this backbone ({default})")
+             "downloaded when missing), none (random), toy-cms (this network pretrained on the bundled "
+             "generator's events at --image-size, built into the Keras cache on first use: no download), RUN (a "
+             "run folder or RUN/model.keras, e.g. of pretrain: its backbone, refused when its backbone, channels "
+             "or rendering style do not fit), or a weights file for this backbone. Pretrained weights are "
+             "fine-tuned in two stages with BatchNorm in inference mode, also for compact networks ({default})")
     on_missing_weights: str = option(
         "error", group="model", choices=ON_MISSING_WEIGHTS,
         help="when ImageNet weights cannot be had: error (stop, naming the file to seed the cache with) or "

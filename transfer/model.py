@@ -307,9 +307,9 @@ def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: in
                               name="preprocess")(inputs)
     if normalized:
         x = InputStandardization(normalization["mean"], normalization["variance"], name="input_normalization")(x)
-    # Pretrained weights always run in inference mode; a network trained from scratch
-    # (pretrained=False, or no pretrained weights) follows the training flag, so its BatchNorm layers learn.
-    keep_statistics = spec.pretrained and not from_scratch
+    # Pretrained weights (ImageNet, or a file or run of our own, also for compact networks) always run in
+    # inference mode; a network trained from scratch follows the training flag, so its BatchNorm layers learn.
+    keep_statistics = not from_scratch and (spec.pretrained or weights is not None)
     features = InferenceMode(backbone, name="backbone")(x) if keep_statistics else backbone(x)
     head = build_head(int(features.shape[-1]), num_classes, head_units, dropout)
     outputs = head(features)

@@ -108,13 +108,15 @@ class Part:
 
 
 def trains_from_scratch(spec: BackboneSpec, weights: ResolvedWeights) -> bool:
-    """One stage, every layer trained: compact networks, and pretrained backbones without pretrained weights.
+    """One stage, every layer trained: any backbone without pretrained weights (``--weights none``).
 
     A frozen stage on a randomly initialised backbone trains a head on
     features that carry little information; with no weights to keep, the
     whole network is trained from the start instead (and the report says so).
+    With pretrained weights (ImageNet, a weights file, a run folder, toy-cms),
+    compact networks too are fine-tuned in two stages with BatchNorm in inference mode.
     """
-    return not spec.pretrained or weights.used == "none"
+    return weights.used == "none"
 
 
 def resolve_image_size(spec: BackboneSpec, image_shape: tuple, requested: tuple | None) -> tuple[int, int]:

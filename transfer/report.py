@@ -345,6 +345,8 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
     weights = metrics["weights_used"]
     if metrics.get("weights_reason"):
         weights += f" (**random initialisation, not transfer learning**: {metrics['weights_reason']})"
+    if metrics.get("weights_pretrained_on"):
+        weights += f", pretrained on {metrics['weights_pretrained_on']}"
     timing = metrics.get("timing", {})
     if metrics.get("training") == "from scratch":
         why = f" (**{metrics['training_reason']}**)" if metrics.get("training_reason") else ""

@@ -102,7 +102,8 @@ class RunResult:
         m = self.metrics
         lines = [f"run folder: {self.out_dir}",
                  f"backbone {m['backbone']}, weights used: {m['weights_used']}"
-                 + (f" ({m['weights_reason']})" if m.get("weights_reason") else "")]
+                 + (f" ({m['weights_reason']})" if m.get("weights_reason") else "")
+                 + (f", pretrained on {m['weights_pretrained_on']}" if m.get("weights_pretrained_on") else "")]
         from transfer.report import console_lines
 
         return lines + console_lines(m)
@@ -343,6 +344,10 @@ def build_parts(plan: RunPlan, strategy=None, normalization: dict | None = None)
     from transfer.model import build_transfer_model, layers_to_unfreeze
 
     config, spec, view = plan.config, plan.spec, plan.view
+    if plan.weights.record is not None:  # weights of one of our runs: their channels and style must fit these data
+        from transfer.run_weights import check_fits
+
+        check_fits(spec, plan.weights.record, view, plan.image_size, config.weights)
     value_range = view.value_range() if spec.pretrained and view.input_dtype != "uint8" else None
     scope = strategy.scope() if strategy is not None else _nullcontext()
     with scope:
@@ -351,7 +356,7 @@ def build_parts(plan: RunPlan, strategy=None, normalization: dict | None = None)
                                      input_dtype=view.input_dtype, value_range=value_range,
                                      normalization=normalization, from_scratch=plan.from_scratch)
     if not plan.from_scratch:
-        layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)  # checks --unfreeze
+        layers_to_unfreeze(parts.backbone, config.fine_tune, config.unfreeze)  # checks --unfreeze
     return parts
 
 
@@ -442,7 +447,7 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
     described = view.describe()
     info = {
         "backbone": spec.name, "weights_used": weights.used, "weights_reason": weights.reason,
-        "weights_file": weights.file, "training": "from scratch" if from_scratch else "two-stage transfer",
+        "weights_file": weights.file, "weights_pretrained_on": weights.pretrained_on, "training": "from scratch" if from_scratch else "two-stage transfer",
         "training_reason": ("no pretrained weights: the whole network is trained from the start, not "
                             "transfer learning") if from_scratch and spec.pretrained else None,
         "fine_tune": "none (from scratch)" if from_scratch else config.fine_tune, "optimizer": config.optimizer,
@@ -528,20 +533,38 @@ class _Stages:
         return len(recorder.rows)
 
     def adapt_head(self, view: DataView) -> None:
-        """Set the head's feature scaling from the (randomly initialised) backbone's training features."""
+        """Set the head's feature scaling from the (randomly initialised) backbone's training features.
+
+        Measured in training mode, the mode the network is then trained in: a random backbone with
+        BatchNorm layers (MobileNetV2, ResNet50...) gives features orders of magnitude smaller with its
+        initial moving statistics than with batch statistics, and a scale fitted to those would multiply
+        the features of the first training step into logits of 1e10.
+        """
         from transfer.model import adapt_head
 
-        features = extract_features(self.parts.features, view.dataset("train", self.config.batch_size))
+        features = np.concatenate([np.asarray(self.parts.features(x, training=True), dtype=np.float32)
+                                   for x, _ in view.dataset("train", self.config.batch_size)])
         with self.strategy.scope():
             adapt_head(self.parts.head, features)
 
     def train_from_scratch(self, n_train: int) -> None:
-        """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``."""
+        """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``.
+
+        BatchNorm moving averages get the compact networks' momentum (0.9): Keras' MobileNetV2 uses
+        0.999, whose averages still hold half their initial values after 700 steps, so a few thousand
+        events trained from scratch were evaluated with wrong statistics (validation at chance while
+        the training accuracy rose).
+        """
+        from transfer.compact import BN_MOMENTUM
+        from transfer.model import is_batch_norm
+
         config = self.config
         started = time.perf_counter()
         self.parts.backbone.trainable = True
         for layer in self.parts.backbone.layers:  # BatchNorm included: nothing pretrained to keep
             layer.trainable = True
+            if is_batch_norm(layer) and layer.momentum > BN_MOMENTUM:
+                layer.momentum = BN_MOMENTUM
         epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
                            config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
@@ -588,10 +611,10 @@ class _Stages:
             return []
         started = time.perf_counter()
         keeper = self.KeepBest(best=self.keeper.best, weights=parts.model.get_weights())
-        opened = set_trainable(parts.backbone, config.fine_tune, config.unfreeze, spec.pretrained)
+        opened = set_trainable(parts.backbone, config.fine_tune, config.unfreeze)  # pretrained: BatchNorm stays
         rate = config.lr * config.fine_tune_lr_factor
         shown = ", ".join(opened) if len(opened) <= 4 else f"{opened[0]}, ..., {opened[-1]}"
-        frozen_bn = spec.pretrained and any(is_batch_norm(layer) for layer in parts.backbone.layers)
+        frozen_bn = any(is_batch_norm(layer) for layer in parts.backbone.layers)
         log.info("fine-tuning %d backbone layer(s) (%s) at learning rate %g%s", len(opened), shown, rate,
                  ", BatchNorm layers frozen in inference mode" if frozen_bn else "")
         self._fit(parts.model, rate, "fine-tune", self.train_images, self.val_images, config.fine_tune_epochs,

@@ -13,7 +13,11 @@ how to seed it, before any training.
 
 Offline clusters: run ``python -m transfer fetch-weights --backbone NAME`` on a
 machine with internet and copy its ``~/.keras/models`` folder to the cluster
-(or copy the named file into ``$KERAS_HOME/models`` there).
+(or copy the named file into ``$KERAS_HOME/models`` there), or use
+``--weights toy-cms``, a backbone pretrained on the bundled generator's events
+and built into ``$KERAS_HOME/models/hepvision-toy-cms/`` on first use, no download
+(:mod:`transfer.pretrain`). ``--weights RUN`` (a run folder or ``RUN/model.keras``)
+loads the backbone of an earlier run (:mod:`transfer.run_weights`).
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from transfer.errors import TransferError
 
 log = logging.getLogger(__name__)
 
+#: ``--weights toy-cms``: a backbone pretrained on the bundled generator's events (see transfer.pretrain).
+TOY_CMS = "toy-cms"
 #: Seconds to wait for the weights server before declaring it unreachable.
 CONNECT_TIMEOUT_S = 5.0
 #: Socket timeout while downloading (Keras' urlretrieve has none of its own).
@@ -59,12 +65,18 @@ class ResolvedWeights:
         file: the weights file loaded, if any.
         reason: why no pretrained weights are used although they were asked
             for (``--on-missing-weights random``), else ``None``.
+        pretrained_on: what the backbone was pretrained on, one line (weights
+            from a run folder or ``toy-cms``), else ``None``.
+        record: that run's record (:mod:`transfer.run_weights`), checked
+            against the new run's data before training.
     """
 
     keras_arg: Optional[str]
     used: str
     file: Optional[str] = None
     reason: Optional[str] = None
+    pretrained_on: Optional[str] = None
+    record: Optional[dict] = None
 
 
 def keras_home() -> Path:
@@ -175,7 +187,12 @@ def ensure_imagenet_weights(spec: BackboneSpec, image_size: tuple | None = None)
 
 def resolve_weights(spec: BackboneSpec, weights: str, image_size: tuple | None = None,
                     on_missing: str = "error") -> ResolvedWeights:
-    """Turn ``--weights imagenet|none|PATH`` into what the backbone is built with.
+    """Turn ``--weights imagenet|none|toy-cms|RUN|PATH`` into what the backbone is built with.
+
+    ``RUN`` (a run folder or its ``model.keras``) loads that run's backbone
+    (:mod:`transfer.run_weights`); ``toy-cms`` a backbone pretrained on the
+    bundled generator's events, built into the Keras cache on first use
+    (:func:`transfer.pretrain.toy_cms_weights`).
 
     ``on_missing="random"`` turns unavailable ImageNet weights into a random
     initialisation with exactly one WARNING log line; ``"error"`` raises
@@ -197,10 +214,18 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: tuple | None =
                         "initialisation (not transfer learning).", spec.name, reason)
             return ResolvedWeights(keras_arg=None, used="none", reason=reason)
         return ResolvedWeights(keras_arg="imagenet", used="imagenet", file=str(path))
+    if weights == TOY_CMS:
+        from transfer.pretrain import toy_cms_weights
+
+        return toy_cms_weights(spec, image_size)
+    from transfer.run_weights import is_run_reference, resolve_run_weights
+
+    if is_run_reference(weights):
+        return resolve_run_weights(spec, weights)
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise TransferError(f"--weights {weights}: no such file (expected 'imagenet', 'none' or "
-                            f"the path of a weights file for backbone {spec.name!r})")
+        raise TransferError(f"--weights {weights}: no such file or run folder (expected 'imagenet', 'none', "
+                            f"'{TOY_CMS}', a run folder or the path of a weights file for backbone {spec.name!r})")
     if not path.name.endswith((".h5", ".hdf5", ".keras")):
         raise TransferError(f"--weights {weights}: Keras reads weights from .weights.h5, .h5, "
                             ".hdf5 or .keras files")

@@ -1,0 +1,304 @@
+"""Pretraining on simulated events: ``python -m transfer pretrain`` and ``--weights toy-cms``.
+
+ImageNet weights come from photographs and cannot be downloaded on an offline
+cluster; the field's answer is to pretrain on plentiful simulation and
+fine-tune on the scarce real sample. :func:`pretrain` trains a backbone from
+scratch on events of the bundled generator (:mod:`imgen.synth`), rendered in
+memory in imgen's default style (:mod:`transfer.generated`), or on the
+user's own ``data`` (any dataset ``transfer`` reads), and writes
+
+* a normal run folder (model.keras, metrics.json, report.md, ...),
+* ``backbone.weights.h5``: the backbone's weights, in the file format
+  ``--weights`` takes (a Keras ``.weights.h5`` file), and
+* ``pretrained.json``: what it was pretrained on (generator, its version and
+  seed, events, task, rendering style, image size, channels) and the command.
+
+Another run then starts from it with ``--weights RUN_FOLDER``
+(:mod:`transfer.run_weights`): two-stage fine-tuning, BatchNorm in inference
+mode, exactly as from ImageNet weights, and its report says what the backbone
+was pretrained on.
+
+``--weights toy-cms`` is the ready-made case: a backbone of the requested
+network and image size pretrained with this module's defaults, built once into
+the Keras cache (``$KERAS_HOME/models/hepvision-toy-cms/``) on first use and
+reused afterwards. On an offline cluster nothing is downloaded: it is built
+there (a few minutes on a CPU), or built on one machine and that folder copied
+into ``$KERAS_HOME/models`` of the others. The environment variables
+``HEPVISION_TOY_CMS_EVENTS`` and ``HEPVISION_TOY_CMS_EPOCHS`` change the
+events per process and epochs it is built with (they are part of the cache
+folder's name, so a small test build never stands in for the default one).
+
+Example::
+
+    from transfer.pretrain import pretrain
+    result = pretrain("mobilenetv2", image_size=64, out="runs/pretrain-mnv2")
+    # then: python -m transfer --data images/ --backbone mobilenetv2 --weights runs/pretrain-mnv2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer.errors import TransferError
+from transfer.run_weights import (BACKBONE_WEIGHTS, MODEL_FILE, PRETRAINED_RECORD, describe_record,
+                                  extract_backbone, read_run_record, resolve_run_weights, save_backbone_weights)
+
+log = logging.getLogger(__name__)
+
+#: pretrain's defaults: 2000 events per process (6000 images), 64 px, 5 epochs: under 10 minutes on 2 CPU cores.
+DEFAULT_EVENTS = 2000
+DEFAULT_IMAGE_SIZE = 64
+DEFAULT_EPOCHS = 5
+DEFAULT_SEED = 42
+DEFAULT_TASK = "process"
+#: Subfolder of the Keras weights cache ($KERAS_HOME/models) that holds the toy-cms backbones.
+TOY_CMS_FOLDER = "hepvision-toy-cms"
+TOY_CMS_EVENTS_ENV = "HEPVISION_TOY_CMS_EVENTS"
+TOY_CMS_EPOCHS_ENV = "HEPVISION_TOY_CMS_EPOCHS"
+#: ``config.yaml``'s ``data`` of a run on generated events (no folder: the events were made in memory).
+GENERATED_DATA = "generated in memory by imgen.synth (see pretrained.json)"
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` returns: the run, the backbone weights file and the record."""
+
+    run: object  # transfer.train.RunResult
+    weights_file: Path
+    record: dict
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run.out_dir
+
+    def summary_lines(self) -> list[str]:
+        return self.run.summary_lines() + [
+            f"backbone weights: {self.weights_file}",
+            f"pretrained on: {describe_record(self.record)}",
+            f"use them with: --backbone {self.record['backbone']} --weights {self.out_dir}"]
+
+
+def pretrain(backbone: str, image_size: int | tuple = DEFAULT_IMAGE_SIZE, out=None, events: int = DEFAULT_EVENTS,
+             task: str = DEFAULT_TASK, data=None, seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCHS,
+             overwrite: bool = False, verbose: int = 2, progress: bool = True, command: str | None = None,
+             **options) -> PretrainResult:
+    """Train ``backbone`` from scratch on generated events (or ``data``) and write its weights for ``--weights``.
+
+    ``events`` per generator process, rendered at ``image_size`` px in imgen's
+    default (physics) style, labelled by ``task`` (:data:`transfer.generated.TASKS`).
+    With ``data`` (an image folder or HDF5 files, as ``--data`` takes them;
+    ``options`` such as ``x_key``, ``y_key``, ``classes``, ``scale`` go with
+    it) the backbone is trained on those instead, at ``image_size``. Other
+    ``options`` are :class:`~transfer.config.TrainConfig` fields (``batch_size``,
+    ``lr``, ``patience``...).
+
+    Raises:
+        TransferError: bad options or data, an existing ``out`` without ``overwrite``.
+    """
+    from transfer.backbones import get_backbone
+    from transfer.config import TrainConfig, parse_image_size
+    from transfer.files import check_output_folder
+
+    spec = get_backbone(backbone)
+    if data is not None and task != DEFAULT_TASK:
+        raise TransferError(f"--task {task}: labels generated events; with --data the classes come from the data")
+    size = parse_image_size(image_size) or (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+    out = Path(out or Path("runs") / f"pretrain-{spec.name}-{size[0]}")
+    check_output_folder(out, overwrite)
+    config = TrainConfig(data=data if data is not None else GENERATED_DATA, out=str(out), backbone=spec.name,
+                         weights="none", image_size=size, seed=seed, epochs=epochs, overwrite=overwrite,
+                         verbose=verbose, **options)
+    started = time.perf_counter()
+    if data is None:
+        result, data_record = _pretrain_generated(config, spec, size, events, task, progress)
+    else:
+        from transfer.train import run_training
+
+        result, data_record = run_training(config), None
+    record = _record(out, result, data_record, seed, epochs, command or _command(backbone, size, out, events, task,
+                                                                                 data, seed, epochs, options))
+    record["seconds"] = time.perf_counter() - started
+    weights = save_backbone_weights(extract_backbone(out / MODEL_FILE), out / BACKBONE_WEIGHTS)
+    from transfer.files import write_text_atomic
+
+    write_text_atomic(out / PRETRAINED_RECORD, json.dumps(record, indent=2) + "\n")
+    log.info("backbone weights written to %s (pretrained on %s)", weights, describe_record(record))
+    return PretrainResult(run=result, weights_file=weights, record=record)
+
+
+def _pretrain_generated(config, spec, size: tuple, events: int, task: str, progress: bool):
+    from transfer.generated import GeneratedSource, generate_sample
+    from transfer.train import check_view, train_view
+    from transfer.weights import resolve_weights
+
+    if size[0] != size[1]:
+        raise TransferError(f"--image-size {size[0]}x{size[1]}: generated events are rendered square; "
+                            "give one size N")
+    sample = generate_sample(events, config.seed, size[0], task, progress=progress)
+    view = GeneratedSource(sample, config.split, config.seed).view()
+    check_view(spec, view, config)
+    result = train_view(config, spec, view, resolve_weights(spec, "none"), Path(config.out))
+    return result, sample.record
+
+
+def _record(out: Path, result, data_record: dict | None, seed: int, epochs: int, command: str) -> dict:
+    """pretrained.json: the run's own facts (backbone, shapes, style) plus the generator's record."""
+    from imgen._version import __version__
+
+    base = read_run_record(out)  # from config.yaml and classes.json, as for any run
+    metrics = result.metrics
+    if data_record is not None:
+        base["style"] = data_record["render"]["style"]
+        base["data"] = data_record
+        base.pop("description", None)
+    return {**base, "weights_file": BACKBONE_WEIGHTS, "trained": "from scratch", "seed": seed, "epochs": epochs,
+            "test_accuracy": metrics["test"]["accuracy"], "collapsed": bool(metrics["health"]["collapsed"]),
+            "command": command, "hepvision_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _command(backbone, size, out, events, task, data, seed, epochs, options) -> str:
+    parts = ["python", "-m", "transfer", "pretrain", "--backbone", backbone, "--image-size", "x".join(map(str, size)),
+             "--out", str(out), "--seed", str(seed), "--epochs", str(epochs)]
+    if data is None:
+        parts += ["--events", str(events), "--task", task]
+    else:
+        parts += ["--data", *([data] if isinstance(data, str) else list(data))]
+    for name, value in options.items():
+        if value not in (None, False):
+            parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return shlex.join(parts)
+
+
+# --------------------------------------------------------------------------
+# --weights toy-cms
+# --------------------------------------------------------------------------
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise TransferError(f"${name}={value!r}: expected a whole number") from None
+    if number < 1:
+        raise TransferError(f"${name}={value!r}: must be at least 1")
+    return number
+
+
+def toy_cms_folder(backbone: str, size: int, events: int | None = None, epochs: int | None = None,
+                   seed: int = DEFAULT_SEED) -> Path:
+    """Where the toy-cms backbone of ``backbone`` at ``size`` px lives in the Keras cache."""
+    from imgen.synth import GENERATOR_VERSION
+    from transfer.weights import weights_cache_dir
+
+    events = events or _env_int(TOY_CMS_EVENTS_ENV, DEFAULT_EVENTS)
+    epochs = epochs or _env_int(TOY_CMS_EPOCHS_ENV, DEFAULT_EPOCHS)
+    name = f"{backbone}-{size}px-{events}ev-{epochs}ep-seed{seed}-gen{GENERATOR_VERSION}"
+    return weights_cache_dir() / TOY_CMS_FOLDER / name
+
+
+def toy_cms_weights(spec, image_size: tuple | None):
+    """``--weights toy-cms``: the cached toy-cms backbone of ``spec`` at ``image_size``, pretrained on first use."""
+    from transfer.weights import TOY_CMS
+
+    size = tuple(image_size) if image_size else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+    if size[0] != size[1]:
+        raise TransferError(f"--weights {TOY_CMS} with --image-size {size[0]}x{size[1]}: toy-cms backbones are "
+                            "pretrained on square images; pass --image-size N")
+    events, epochs = _env_int(TOY_CMS_EVENTS_ENV, DEFAULT_EVENTS), _env_int(TOY_CMS_EPOCHS_ENV, DEFAULT_EPOCHS)
+    folder = toy_cms_folder(spec.name, size[0], events, epochs)
+    if not (folder / PRETRAINED_RECORD).is_file() or not (folder / BACKBONE_WEIGHTS).is_file():
+        log.info("--weights %s: no %s backbone pretrained at %d px in the Keras cache yet: pretraining it now "
+                 "(%d events per process, %d epochs, once; a few minutes on a CPU) into %s", TOY_CMS, spec.name,
+                 size[0], events, epochs, folder)
+        pretrain(spec.name, size, out=folder, events=events, epochs=epochs, overwrite=True, verbose=1)
+    else:
+        log.info("--weights %s: using the cached %s backbone in %s", TOY_CMS, spec.name, folder)
+    return resolve_run_weights(spec, str(folder), used=TOY_CMS)
+
+
+# --------------------------------------------------------------------------
+# The command line (python -m transfer pretrain)
+# --------------------------------------------------------------------------
+
+#: Training options passed through to TrainConfig (for --data).
+PASSED_OPTIONS = ("x_key", "y_key", "classes", "channels", "scale", "batch_size", "lr", "patience")
+
+
+def build_pretrain_parser(prog: str = "python -m transfer pretrain") -> argparse.ArgumentParser:
+    from transfer.generated import TASKS
+
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pretrain a backbone from scratch on simulated events (the bundled generator's, rendered in "
+                    "memory in imgen's default physics style, or your own --data), and write a run folder plus "
+                    f"{BACKBONE_WEIGHTS} (the backbone's weights) and {PRETRAINED_RECORD} (what it was pretrained "
+                    "on). Fine-tune from it with --weights RUN_FOLDER; --weights toy-cms builds and caches one "
+                    "with these defaults.",
+        epilog="examples:\n"
+               f"  {prog} --backbone mobilenetv2 --image-size 64 --out runs/pretrain-mnv2\n"
+               "  python -m transfer --data images/ --backbone mobilenetv2 --image-size 64 "
+               "--weights runs/pretrain-mnv2\n"
+               f"  {prog} --backbone resnet15 --task process+bjets --events 5000 --out runs/pretrain-r15\n"
+               f"  {prog} --backbone cnn --data big_simulation/ --image-size 64 --out runs/pretrain-cnn\n\n"
+               f"The defaults ({DEFAULT_EVENTS} events per process, {DEFAULT_IMAGE_SIZE} px, {DEFAULT_EPOCHS} "
+               "epochs) finish in a few minutes on 2 CPU cores; a GPU is used where there is one.\n"
+               "--weights toy-cms builds such a backbone at the run's --image-size into $KERAS_HOME/models/"
+               f"{TOY_CMS_FOLDER}/ on first use (no download: fine offline); ${TOY_CMS_EVENTS_ENV} and "
+               f"${TOY_CMS_EPOCHS_ENV} change its events per process and epochs.")
+    parser.add_argument("--backbone", required=True, metavar="NAME", help="the network to pretrain (see "
+                        "python -m transfer --list-backbones)")
+    parser.add_argument("--image-size", default=str(DEFAULT_IMAGE_SIZE), metavar="N",
+                        help=f"pixels per side of the rendered events, and the size the backbone sees "
+                             f"(default: {DEFAULT_IMAGE_SIZE})")
+    parser.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/pretrain-BACKBONE-N)")
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, metavar="N",
+                        help=f"generated events per process (default: {DEFAULT_EVENTS}; three processes)")
+    parser.add_argument("--task", default=DEFAULT_TASK, choices=sorted(TASKS),
+                        help="what the backbone learns to tell apart: "
+                             + "; ".join(f"{k}: {v[1]}" for k, v in TASKS.items()) + f" (default: {DEFAULT_TASK})")
+    parser.add_argument("--data", nargs="+", metavar="DIR|FILE|CLASS=FILE",
+                        help="pretrain on this dataset instead of generated events (anything python -m transfer "
+                             "--data reads: an image folder, HDF5 files with --x-key)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"seed of the generator, the split and the initialisation (default: {DEFAULT_SEED})")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="N",
+                        help=f"maximum epochs, early stopping on the validation loss (default: {DEFAULT_EPOCHS})")
+    data = parser.add_argument_group("with --data (as for training)")
+    data.add_argument("--x-key", metavar="KEY[,KEY...]", help="HDF5 image key(s)")
+    data.add_argument("--y-key", metavar="KEY", help="HDF5 label key (needs --classes)")
+    data.add_argument("--classes", metavar="A,B,...", help="class names, in label order")
+    data.add_argument("--channels", metavar="I|NAME,...", help="HDF5 channels to keep")
+    data.add_argument("--scale", choices=("none", "log", "standardize"), help="HDF5 value scale")
+    training = parser.add_argument_group("training")
+    training.add_argument("--batch-size", type=int, metavar="N", help="batch size (default: 32)")
+    training.add_argument("--lr", type=float, metavar="RATE", help="learning rate (default: 1e-3)")
+    training.add_argument("--patience", type=int, metavar="N",
+                          help="early-stopping patience in epochs (default: as for training from scratch)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, metavar="0|1|2",
+                        help="Keras progress: 0 silent, 1 bars, 2 one line per epoch (default: 2)")
+    return parser
+
+
+def main_pretrain(argv: list[str]) -> int:
+    """``python -m transfer pretrain ARGS``: pretrain, print where the weights are and how to use them."""
+    args = vars(build_pretrain_parser().parse_args(argv))
+    options = {name: args.pop(name) for name in PASSED_OPTIONS if args.get(name) is not None}
+    for name in PASSED_OPTIONS:
+        args.pop(name, None)
+    data = args.pop("data")
+    result = pretrain(args.pop("backbone"), args.pop("image_size"), args.pop("out"), args.pop("events"),
+                      args.pop("task"), data if data is None or len(data) > 1 else data[0], args.pop("seed"),
+                      args.pop("epochs"), overwrite=args.pop("overwrite"), verbose=args.pop("verbose"),
+                      command=shlex.join(["python", "-m", "transfer", "pretrain", *argv]), **options)
+    print("\n".join(result.summary_lines()))
+    return 0
