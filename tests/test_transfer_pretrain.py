@@ -21,7 +21,7 @@ from transfer.backbones import get_backbone  # noqa: E402
 from transfer.config import TrainConfig  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.model import InferenceMode, build_transfer_model, is_batch_norm  # noqa: E402
-from transfer.pretrain import TOY_CMS_EPOCHS_ENV, TOY_CMS_EVENTS_ENV, pretrain  # noqa: E402
+from transfer.pretrain import TOY_CMS_EPOCHS_ENV, TOY_CMS_EVENTS_ENV, ensure_toy_cms, pretrain  # noqa: E402
 from transfer.run_weights import BACKBONE_WEIGHTS, PRETRAINED_RECORD, extract_backbone  # noqa: E402
 from transfer.train import run_training  # noqa: E402
 from transfer.weights import resolve_weights  # noqa: E402
@@ -119,17 +119,22 @@ def test_toy_cms_builds_once_then_reuses_the_cache(tmp_path, monkeypatch, caplog
     monkeypatch.setenv(TOY_CMS_EVENTS_ENV, "10")
     monkeypatch.setenv(TOY_CMS_EPOCHS_ENV, "1")
     spec = get_backbone("smallcnn")
+    with pytest.raises(TransferError, match="no smallcnn backbone pretrained at .* yet"):  # resolving never trains
+        resolve_weights(spec, "toy-cms", (SIZE, SIZE))
+    config = TrainConfig(data="unused", backbone="smallcnn", weights="toy-cms", image_size=SIZE)
     with caplog.at_level(logging.INFO, logger="transfer.pretrain"):
-        first = resolve_weights(spec, "toy-cms", (SIZE, SIZE))
+        ensure_toy_cms(config)  # what python -m transfer and run_experiment do first
     assert "pretraining it now" in caplog.text
+    first = resolve_weights(spec, "toy-cms", (SIZE, SIZE))
     assert first.used == "toy-cms" and str(home / "models" / "hepvision-toy-cms") in first.file
     built = (home / "models" / "hepvision-toy-cms").iterdir().__next__()
     assert "10ev" in built.name and (built / PRETRAINED_RECORD).is_file()
     stamp = (built / BACKBONE_WEIGHTS).stat().st_mtime_ns
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="transfer.pretrain"):
-        second = resolve_weights(spec, "toy-cms", (SIZE, SIZE))
+        ensure_toy_cms(config)
     assert "pretraining it now" not in caplog.text and "using the cached" in caplog.text
+    second = resolve_weights(spec, "toy-cms", (SIZE, SIZE))
     assert second.file == first.file and (built / BACKBONE_WEIGHTS).stat().st_mtime_ns == stamp
 
 

@@ -43,7 +43,13 @@ EXPERIMENTS: dict[str, tuple[Callable, Callable]] = {
 
 
 def run_experiment(config):
-    """Run what ``config`` asks for: ``--folds``, ``--train-fraction`` or one training run."""
+    """Run what ``config`` asks for: ``--folds``, ``--train-fraction`` or one training run.
+
+    ``--weights toy-cms`` is pretrained first when it is not in the Keras cache yet.
+    """
+    from transfer.pretrain import ensure_toy_cms
+
+    ensure_toy_cms(config)
     for applies, runner in EXPERIMENTS.values():
         if applies(config):
             return runner(config)

@@ -88,6 +88,7 @@ def generate_sample(events: int = 2000, seed: int = 42, image_size: int = 64, ta
     from tqdm import tqdm
 
     from imgen import synth
+    from imgen._version import __version__
     from imgen.events import parse_event
     from imgen.features import event_features
     from imgen.render import RenderConfig, render_event
@@ -117,7 +118,7 @@ def generate_sample(events: int = 2000, seed: int = 42, image_size: int = 64, ta
     class_names = sorted(set(names))
     index = {name: k for k, name in enumerate(class_names)}
     record = {"generator": "imgen.synth", "generator_version": synth.GENERATOR_VERSION,
-              "hepvision_version": synth.__version__, "seed": int(seed), "events_per_class": int(events),
+              "hepvision_version": __version__, "seed": int(seed), "events_per_class": int(events),
               "processes": processes, "task": task, "task_description": TASKS[task][1],
               "render": render.to_dict()}
     return GeneratedSample(images=images, labels=np.asarray([index[n] for n in names], dtype=np.int64),
@@ -141,7 +142,7 @@ class GeneratedView(DataView):
     def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
         import tensorflow as tf
 
-        from transfer.data import physics_augment
+        from transfer.sources.images import physics_augment
 
         rows = self.splits[split]
         data = tf.data.Dataset.from_tensor_slices((self.sample.images[rows], self.labels(split)))

@@ -190,10 +190,13 @@ def _check_options(options: dict) -> dict:
 def _weights_and_checks(configs: dict[str, TrainConfig]) -> tuple[dict, str]:
     """Per backbone, its resolved weights, and the split of every cell; every data, size and channel problem
     raised before any training."""
+    from transfer.pretrain import ensure_toy_cms
     from transfer.sources import open_data
     from transfer.train import check_view
     from transfer.weights import resolve_weights
 
+    for config in configs.values():  # --weights toy-cms: each backbone pretrained once, before any cell
+        ensure_toy_cms(config)
     first = next(iter(configs.values()))
     resolved = {}
     with open_data(first) as source:

@@ -39,28 +39,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from transfer.errors import TransferError
-from transfer.run_weights import (BACKBONE_WEIGHTS, MODEL_FILE, PRETRAINED_RECORD, describe_record,
+from transfer.run_weights import (DEFAULT_EPOCHS, DEFAULT_EVENTS, DEFAULT_IMAGE_SIZE, DEFAULT_SEED,  # noqa: F401
+                                  TOY_CMS, TOY_CMS_EPOCHS_ENV, TOY_CMS_EVENTS_ENV, TOY_CMS_FOLDER, _env_int,
+                                  toy_cms_built, toy_cms_folder, toy_cms_size, BACKBONE_WEIGHTS, MODEL_FILE, PRETRAINED_RECORD, describe_record,
                                   extract_backbone, read_run_record, resolve_run_weights, save_backbone_weights)
 
 log = logging.getLogger(__name__)
 
-#: pretrain's defaults: 2000 events per process (6000 images), 64 px, 5 epochs: under 10 minutes on 2 CPU cores.
-DEFAULT_EVENTS = 2000
-DEFAULT_IMAGE_SIZE = 64
-DEFAULT_EPOCHS = 5
-DEFAULT_SEED = 42
 DEFAULT_TASK = "process"
-#: Subfolder of the Keras weights cache ($KERAS_HOME/models) that holds the toy-cms backbones.
-TOY_CMS_FOLDER = "hepvision-toy-cms"
-TOY_CMS_EVENTS_ENV = "HEPVISION_TOY_CMS_EVENTS"
-TOY_CMS_EPOCHS_ENV = "HEPVISION_TOY_CMS_EPOCHS"
 #: ``config.yaml``'s ``data`` of a run on generated events (no folder: the events were made in memory).
 GENERATED_DATA = "generated in memory by imgen.synth (see pretrained.json)"
 
@@ -180,49 +172,28 @@ def _command(backbone, size, out, events, task, data, seed, epochs, options) -> 
 # --weights toy-cms
 # --------------------------------------------------------------------------
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    if not value.strip():
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise TransferError(f"${name}={value!r}: expected a whole number") from None
-    if number < 1:
-        raise TransferError(f"${name}={value!r}: must be at least 1")
-    return number
-
-
-def toy_cms_folder(backbone: str, size: int, events: int | None = None, epochs: int | None = None,
-                   seed: int = DEFAULT_SEED) -> Path:
-    """Where the toy-cms backbone of ``backbone`` at ``size`` px lives in the Keras cache."""
-    from imgen.synth import GENERATOR_VERSION
-    from transfer.weights import weights_cache_dir
-
-    events = events or _env_int(TOY_CMS_EVENTS_ENV, DEFAULT_EVENTS)
-    epochs = epochs or _env_int(TOY_CMS_EPOCHS_ENV, DEFAULT_EPOCHS)
-    name = f"{backbone}-{size}px-{events}ev-{epochs}ep-seed{seed}-gen{GENERATOR_VERSION}"
-    return weights_cache_dir() / TOY_CMS_FOLDER / name
-
-
 def toy_cms_weights(spec, image_size: tuple | None):
     """``--weights toy-cms``: the cached toy-cms backbone of ``spec`` at ``image_size``, pretrained on first use."""
-    from transfer.weights import TOY_CMS
-
-    size = tuple(image_size) if image_size else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
-    if size[0] != size[1]:
-        raise TransferError(f"--weights {TOY_CMS} with --image-size {size[0]}x{size[1]}: toy-cms backbones are "
-                            "pretrained on square images; pass --image-size N")
+    size = toy_cms_size(image_size)
     events, epochs = _env_int(TOY_CMS_EVENTS_ENV, DEFAULT_EVENTS), _env_int(TOY_CMS_EPOCHS_ENV, DEFAULT_EPOCHS)
-    folder = toy_cms_folder(spec.name, size[0], events, epochs)
-    if not (folder / PRETRAINED_RECORD).is_file() or not (folder / BACKBONE_WEIGHTS).is_file():
+    folder = toy_cms_folder(spec.name, size, events, epochs)
+    if not toy_cms_built(folder):
         log.info("--weights %s: no %s backbone pretrained at %d px in the Keras cache yet: pretraining it now "
                  "(%d events per process, %d epochs, once; a few minutes on a CPU) into %s", TOY_CMS, spec.name,
-                 size[0], events, epochs, folder)
-        pretrain(spec.name, size, out=folder, events=events, epochs=epochs, overwrite=True, verbose=1)
+                 size, events, epochs, folder)
+        pretrain(spec.name, (size, size), out=folder, events=events, epochs=epochs, overwrite=True, verbose=1)
     else:
         log.info("--weights %s: using the cached %s backbone in %s", TOY_CMS, spec.name, folder)
     return resolve_run_weights(spec, str(folder), used=TOY_CMS)
+
+
+def ensure_toy_cms(config) -> None:
+    """Build the toy-cms backbone a run asks for (``config.weights == "toy-cms"``) before it is planned."""
+    if getattr(config, "weights", None) == TOY_CMS:
+        from transfer.backbones import get_backbone
+        from transfer.config import parse_image_size
+
+        toy_cms_weights(get_backbone(config.backbone), parse_image_size(config.image_size))
 
 
 # --------------------------------------------------------------------------

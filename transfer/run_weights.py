@@ -38,6 +38,19 @@ MODEL_FILE = "model.keras"
 #: Subfolder of the Keras weights cache for backbones extracted from run folders.
 EXTRACTED_FOLDER = "hepvision-runs"
 
+#: ``--weights toy-cms``: a backbone pretrained on the bundled generator's events (:mod:`transfer.pretrain`).
+TOY_CMS = "toy-cms"
+#: pretrain's defaults, which toy-cms uses: 2000 events per process (6000 images), 64 px, 5 epochs, seed 42:
+#: under 10 minutes on 2 CPU cores.
+DEFAULT_EVENTS = 2000
+DEFAULT_IMAGE_SIZE = 64
+DEFAULT_EPOCHS = 5
+DEFAULT_SEED = 42
+#: Subfolder of the Keras weights cache ($KERAS_HOME/models) that holds the toy-cms backbones.
+TOY_CMS_FOLDER = "hepvision-toy-cms"
+TOY_CMS_EVENTS_ENV = "HEPVISION_TOY_CMS_EVENTS"
+TOY_CMS_EPOCHS_ENV = "HEPVISION_TOY_CMS_EPOCHS"
+
 
 def is_run_reference(value: str) -> bool:
     """``value`` names a run folder, a run's ``model.keras``, or a ``backbone.weights.h5`` with its record."""
@@ -173,7 +186,7 @@ def backbone_weights_file(folder: Path, record: dict) -> Path:
     own = record.get("weights_file")
     if own and (folder / own).is_file():
         return folder / own
-    from transfer.weights import weights_cache_dir
+    from transfer.weights_cache import weights_cache_dir
 
     model_path = folder / MODEL_FILE
     if not model_path.is_file():
@@ -188,7 +201,7 @@ def backbone_weights_file(folder: Path, record: dict) -> Path:
 
 def resolve_run_weights(spec, value: str, used: str = "run"):
     """``--weights RUN`` -> :class:`transfer.weights.ResolvedWeights` with the run's record; checks the backbone."""
-    from transfer.weights import ResolvedWeights
+    from transfer.weights_cache import ResolvedWeights
 
     folder = run_folder_of(value)
     record = read_run_record(folder)
@@ -224,3 +237,58 @@ def check_fits(spec, record: dict, view, image_size: tuple, origin: str) -> None
     if size and list(size) != list(image_size):
         log.info("--weights %s: the backbone was trained at %s px, this run shows it %s px", origin,
                  "x".join(map(str, size)), "x".join(map(str, image_size)))
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise TransferError(f"${name}={value!r}: expected a whole number") from None
+    if number < 1:
+        raise TransferError(f"${name}={value!r}: must be at least 1")
+    return number
+
+
+def toy_cms_folder(backbone: str, size: int, events: int | None = None, epochs: int | None = None,
+                   seed: int = DEFAULT_SEED) -> Path:
+    """Where the toy-cms backbone of ``backbone`` at ``size`` px lives in the Keras cache."""
+    from imgen.synth import GENERATOR_VERSION
+    from transfer.weights_cache import weights_cache_dir
+
+    events = events or _env_int(TOY_CMS_EVENTS_ENV, DEFAULT_EVENTS)
+    epochs = epochs or _env_int(TOY_CMS_EPOCHS_ENV, DEFAULT_EPOCHS)
+    name = f"{backbone}-{size}px-{events}ev-{epochs}ep-seed{seed}-gen{GENERATOR_VERSION}"
+    return weights_cache_dir() / TOY_CMS_FOLDER / name
+
+
+def toy_cms_size(image_size: tuple | None) -> int:
+    """The square size of a toy-cms backbone for ``--image-size`` (default 64 px)."""
+    size = tuple(image_size) if image_size else (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+    if size[0] != size[1]:
+        raise TransferError(f"--weights {TOY_CMS} with --image-size {size[0]}x{size[1]}: toy-cms backbones are "
+                            "pretrained on square images; pass --image-size N")
+    return int(size[0])
+
+
+def toy_cms_built(folder: Path) -> bool:
+    return (folder / PRETRAINED_RECORD).is_file() and (folder / BACKBONE_WEIGHTS).is_file()
+
+
+def cached_toy_cms(spec, image_size: tuple | None):
+    """``--weights toy-cms`` once built: the cached backbone of ``spec`` at ``image_size``.
+
+    Building it means training a network, which needs the runner that needs
+    these weights; so the commands build it first (:func:`transfer.pretrain.ensure_toy_cms`)
+    and this only finds it, or says how to build it.
+    """
+    size = toy_cms_size(image_size)
+    folder = toy_cms_folder(spec.name, size)
+    if not toy_cms_built(folder):
+        raise TransferError(f"--weights {TOY_CMS}: no {spec.name} backbone pretrained at {size} px in {folder} yet; "
+                            f"python -m transfer and transfer.experiments.run_experiment build it on first use, "
+                            f"or build it now with transfer.pretrain.ensure_toy_cms({spec.name!r}, {size})")
+    log.info("--weights %s: using the cached %s backbone in %s", TOY_CMS, spec.name, folder)
+    return resolve_run_weights(spec, str(folder), used=TOY_CMS)

@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
-import sys
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from transfer.backbones import BackboneSpec, get_backbone
 from transfer.errors import TransferError
+# TOY_CMS, ResolvedWeights, keras_home and weights_cache_dir are also this module's public names
+from transfer.run_weights import TOY_CMS  # noqa: F401
+from transfer.weights_cache import ResolvedWeights, keras_home, weights_cache_dir  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-#: ``--weights toy-cms``: a backbone pretrained on the bundled generator's events (see transfer.pretrain).
-TOY_CMS = "toy-cms"
 #: Seconds to wait for the weights server before declaring it unreachable.
 CONNECT_TIMEOUT_S = 5.0
 #: Socket timeout while downloading (Keras' urlretrieve has none of its own).
@@ -51,52 +48,6 @@ class WeightsUnavailable(TransferError):
     def __init__(self, message: str, reason: str, file: str, folder: Path):
         super().__init__(message)
         self.reason, self.file, self.folder = reason, file, folder
-
-
-@dataclass(frozen=True)
-class ResolvedWeights:
-    """What a run initialises its backbone with.
-
-    Attributes:
-        keras_arg: the ``weights`` argument for the backbone builder:
-            ``"imagenet"``, ``None`` (random initialisation) or a file path.
-        used: ``"imagenet"``, ``"none"`` or ``"file"``, as recorded in
-            ``config.yaml`` and ``metrics.json``.
-        file: the weights file loaded, if any.
-        reason: why no pretrained weights are used although they were asked
-            for (``--on-missing-weights random``), else ``None``.
-        pretrained_on: what the backbone was pretrained on, one line (weights
-            from a run folder or ``toy-cms``), else ``None``.
-        record: that run's record (:mod:`transfer.run_weights`), checked
-            against the new run's data before training.
-    """
-
-    keras_arg: Optional[str]
-    used: str
-    file: Optional[str] = None
-    reason: Optional[str] = None
-    pretrained_on: Optional[str] = None
-    record: Optional[dict] = None
-
-
-def keras_home() -> Path:
-    """Keras' home folder (``$KERAS_HOME``, default ``~/.keras``), as Keras itself resolves it."""
-    if "keras" in sys.modules:  # Keras fixed it at import time: ask it
-        from keras.src.backend import config
-
-        return Path(config.keras_home())
-    if "KERAS_HOME" in os.environ:
-        return Path(os.environ["KERAS_HOME"])
-    home = os.path.expanduser("~")
-    return Path(home if os.access(home, os.W_OK) else "/tmp") / ".keras"
-
-
-def weights_cache_dir() -> Path:
-    """The folder ``keras.utils.get_file(..., cache_subdir="models")`` reads and writes."""
-    base = keras_home().expanduser()
-    if not os.access(base, os.W_OK):  # get_file falls back to /tmp/.keras
-        base = Path("/tmp") / ".keras"
-    return base / "models"
 
 
 def file_hash_matches(path: Path, expected: str) -> bool:
@@ -192,7 +143,7 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: tuple | None =
     ``RUN`` (a run folder or its ``model.keras``) loads that run's backbone
     (:mod:`transfer.run_weights`); ``toy-cms`` a backbone pretrained on the
     bundled generator's events, built into the Keras cache on first use
-    (:func:`transfer.pretrain.toy_cms_weights`).
+    (built on first use by :func:`transfer.pretrain.ensure_toy_cms`, which every command calls first).
 
     ``on_missing="random"`` turns unavailable ImageNet weights into a random
     initialisation with exactly one WARNING log line; ``"error"`` raises
@@ -214,11 +165,10 @@ def resolve_weights(spec: BackboneSpec, weights: str, image_size: tuple | None =
                         "initialisation (not transfer learning).", spec.name, reason)
             return ResolvedWeights(keras_arg=None, used="none", reason=reason)
         return ResolvedWeights(keras_arg="imagenet", used="imagenet", file=str(path))
-    if weights == TOY_CMS:
-        from transfer.pretrain import toy_cms_weights
+    from transfer.run_weights import cached_toy_cms, is_run_reference, resolve_run_weights
 
-        return toy_cms_weights(spec, image_size)
-    from transfer.run_weights import is_run_reference, resolve_run_weights
+    if weights == TOY_CMS:  # built by transfer.pretrain.ensure_toy_cms, which the commands call first
+        return cached_toy_cms(spec, image_size)
 
     if is_run_reference(weights):
         return resolve_run_weights(spec, weights)
