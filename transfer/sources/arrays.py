@@ -37,13 +37,12 @@ from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, first_hdf5_file,
                           open_arrays, split_indices, split_keys)
 from imgen.errors import ImgenError
 from transfer.errors import TransferError
-from transfer.files import read_run_json
+# ARRAYS_FILE and read_arrays_info are also names of this module (the run folder owns them)
+from transfer.run_folder import ARRAYS_FILE, read_arrays_info  # noqa: F401
 from transfer.sources import DataSource, DataView
 
 log = logging.getLogger(__name__)
 
-#: Written beside model.keras: how to read and scale new files like the training data.
-ARRAYS_FILE = "arrays.json"
 #: ``split_source`` of metrics.json and ``split.method`` of arrays.json.
 SPLIT_SOURCE = "hash of (seed, class, file#row)"
 #: Training events sampled for the per-channel range that maps arrays onto 0..255 for pretrained backbones.
@@ -208,11 +207,6 @@ def open_array_source(config) -> ArraySource:
 # --------------------------------------------------------------------------
 # Prediction on new files
 # --------------------------------------------------------------------------
-
-def read_arrays_info(model_path: str | os.PathLike) -> dict:
-    """``arrays.json`` beside ``model_path``."""
-    return read_run_json(model_path, ARRAYS_FILE, ("arrays", "transform"))
-
 
 def check_prediction_grids(dataset, saved: dict, where: str, arrays_file: Path) -> None:
     """Refuse files whose layers have another (rows, cols) than the training files' layers.
