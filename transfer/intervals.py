@@ -55,20 +55,26 @@ def bootstrap_intervals(y_true, scores, class_names, signal_classes: list[int] |
     n_classes = len(class_names)
     if signal_classes is None:
         signal_classes = [1] if n_classes == 2 else list(range(n_classes))
+    from sklearn import config_context
+
     rng = np.random.default_rng(seed)
     accuracy, auc = [], []
     rejection = {k: {f"{e:g}": [] for e in efficiencies} for k in signal_classes}
     correct = p.argmax(axis=1) == y
-    for _ in range(n_resamples):
-        pick = rng.integers(0, len(y), len(y))
-        ys, ps = y[pick], p[pick]
-        accuracy.append(float(correct[pick].mean()))
-        auc.append(_macro_auc(ys, ps, n_classes))
-        for k in signal_classes:
-            truth = (ys == k).astype(int)
-            if 0 < truth.sum() < len(truth):
-                for eff, value in rejection_at_efficiency(truth, ps[:, k], efficiencies).items():
-                    rejection[k][f"{eff:g}"].append(value)
+    # the inputs are checked once, here; scikit-learn's per-call validation was most of the time on small sets
+    if not np.isfinite(p).all():
+        raise ValueError("scores hold NaN or infinite values")
+    with config_context(skip_parameter_validation=True, assume_finite=True):
+        for _ in range(n_resamples):
+            pick = rng.integers(0, len(y), len(y))
+            ys, ps = y[pick], p[pick]
+            accuracy.append(float(correct[pick].mean()))
+            auc.append(_macro_auc(ys, ps, n_classes))
+            for k in signal_classes:
+                truth = (ys == k).astype(int)
+                if 0 < truth.sum() < len(truth):
+                    for eff, value in rejection_at_efficiency(truth, ps[:, k], efficiencies).items():
+                        rejection[k][f"{eff:g}"].append(value)
     return {
         "level": level, "n_resamples": n_resamples, "method": "bootstrap over test events",
         "accuracy": _interval(accuracy, level),
