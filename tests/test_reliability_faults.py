@@ -153,7 +153,8 @@ def _wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> Non
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_imgen_says_one_line_leaves_nothing_and_resumes(tmp_path, signum, status):
-    source = _many_events(tmp_path / "json" / "W.json", 3000)
+    # enough events that the render is still going when the signal comes, also on a loaded machine
+    source = _many_events(tmp_path / "json" / "W.json", 6000)
     out = tmp_path / "images"
     args = (source, "--out", out, "--size", "96", "--workers", "2", "--no-progress")
     process = _command("imgen", *args, start_new_session=True)
@@ -169,7 +170,7 @@ def test_interrupted_imgen_says_one_line_leaves_nothing_and_resumes(tmp_path, si
     assert not (out / "manifest.csv").exists() and not (out / ".imgen.lock").exists()
     code, text, err = _imgen(*args[:-1])
     assert code == 0, err
-    assert {r["path"] for r in read_manifest(out)} == _pngs(out) and len(_pngs(out)) == 3000
+    assert {r["path"] for r in read_manifest(out)} == _pngs(out) and len(_pngs(out)) == 6000
 
 
 @pytest.mark.parametrize("command", ["imgen", "augment", "transfer"])

@@ -164,7 +164,8 @@ def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
         x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
         if i < 2:
             x = _downsample(x)
-    x = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x), _coarse_map(x)])
+    pooled = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
+    x = layers.Concatenate()([pooled, _coarse_map(x)])  # two at a time: hls4ml concatenates two inputs only
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inputs, _softmax(x, num_classes), name="smallcnn")
