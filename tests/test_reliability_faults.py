@@ -23,10 +23,18 @@ from tests.conftest import CMS_SHORT_JSON
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _default_signals() -> None:
+    """In the child, before exec: Ctrl-C and SIGTERM as a shell gives them. A child inherits ignored
+    signals, and a test run (xdist workers, notebook kernels) may have left SIGINT ignored in this process."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _command(package: str, *args, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen([sys.executable, "-m", package, *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals, **kwargs)
 
 
 def _finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
