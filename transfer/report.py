@@ -348,15 +348,17 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
     if metrics.get("weights_pretrained_on"):
         weights += f", pretrained on {metrics['weights_pretrained_on']}"
     timing = metrics.get("timing", {})
+    schedules = metrics.get("lr_schedule") or {}
+    schedule = f", {'/'.join(dict.fromkeys(schedules.values()))} schedule" if schedules else ""
     if metrics.get("training") == "from scratch":
         why = f" (**{metrics['training_reason']}**)" if metrics.get("training_reason") else ""
         training = (f"| training | from scratch, all layers, one stage{why} |",
-                    f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} |")
+                    f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g}{schedule} |")
     else:
         training = (f"| fine-tuning | {metrics['fine_tune']} ({len(metrics.get('opened_layers', []))} backbone "
                     "layers opened) |",
                     f"| optimizer | {metrics['optimizer']}, lr {metrics['lr']:g} (head), "
-                    f"{metrics['fine_tune_lr']:g} (fine-tuning) |")
+                    f"{metrics['fine_tune_lr']:g} (fine-tuning){schedule} |")
     lines = [f"# Transfer-learning run: {metrics['backbone']}", ""]
     lines += health_lines(metrics)
     lines += [

@@ -17,9 +17,11 @@ Compact networks trained from scratch (``cnn``, ``resnet15``, ``smallcnn``,
 in one stage ("from-scratch"), every layer at ``lr`` for ``epochs``, with no
 extra head (the fine-tuning options do not apply).
 
-Both stages stop early on a validation-loss plateau (``patience``), reduce
-the learning rate on a shorter plateau, and the weights with the lowest
-validation loss over both stages are the ones kept and saved.
+Every stage stops early on a validation-loss plateau (``patience``) and the
+weights with the lowest validation loss over all stages are the ones kept and
+saved. The learning rate follows ``lr_schedule`` (:data:`transfer.optimizers.LR_SCHEDULES`):
+by default halved on a shorter plateau in the stages of a pretrained backbone,
+and decayed to 0 on a cosine over ``epochs`` when training from scratch.
 ``class_weight="balanced"`` weights each training event by
 n_events / (n_classes * n_events_of_its_class) (scikit-learn's
 ``compute_class_weight``) in every stage.
@@ -45,6 +47,7 @@ Example (a notebook)::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +64,7 @@ from transfer.errors import OptionError
 from transfer.files import staged_folder
 from transfer.feature_store import feature_key
 from transfer.health import input_warnings
+from transfer.optimizers import LRSchedule, resolve_lr_schedule
 # check_view and trains_from_scratch are also names of this module (callers from before the plans)
 from transfer.plan import (ExperimentPlan, RunPlan, check_view, output_folder, plan_run,  # noqa: F401
                            trains_from_scratch)
@@ -176,16 +180,15 @@ def _jit_compile(mode: str):
     return {"auto": "auto", "on": True, "off": False}[mode]
 
 
-def _callbacks(config: TrainConfig, keeper, recorder):
+def _callbacks(config: TrainConfig, keeper, recorder, schedule: LRSchedule):
     import keras
 
     callbacks = [keeper, recorder]
     if config.patience:
-        callbacks += [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=max(1, config.patience // 2), min_lr=1e-7),
-        ]
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
+        if schedule.halves_on_plateau:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                               patience=max(1, config.patience // 2), min_lr=1e-7))
     return callbacks
 
 
@@ -452,6 +455,7 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
                             "transfer learning") if from_scratch and spec.pretrained else None,
         "fine_tune": "none (from scratch)" if from_scratch else config.fine_tune, "optimizer": config.optimizer,
         "lr": config.lr, "fine_tune_lr": config.lr * config.fine_tune_lr_factor,
+        "lr_schedule": dict(stages.schedules),
         "image_shape": list(view.input_shape), "image_size": list(plan.image_size),
         "input_normalization": "per-channel standardisation inside the model (training-split mean and std)"
                                if normalized else None,
@@ -498,6 +502,8 @@ class _Stages:
         self.monitor_events: list[dict] = []
         self.rows: list[dict] = []
         self.keeper = None
+        self.schedules: dict[str, str] = {}   # stage -> --lr-schedule used
+        self.steps_per_epoch = 1
         self.best: dict = {}
         #: ``feature_key(split)`` for features shared across runs (transfer.feature_store), or None.
         self.feature_key = None
@@ -513,16 +519,20 @@ class _Stages:
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
         import keras
 
-        from transfer.optimizers import make_optimizer
+        from transfer.optimizers import LR_SCHEDULES, make_optimizer
 
         recorder = self.EpochRecorder(stage)
-        callbacks = _callbacks(self.config, keeper, recorder) + [keras.callbacks.TerminateOnNaN()]
+        name = resolve_lr_schedule(self.config.lr_schedule, stage == "from-scratch")
+        self.schedules[stage] = name
+        schedule = LR_SCHEDULES[name]
+        callbacks = _callbacks(self.config, keeper, recorder, schedule) + [keras.callbacks.TerminateOnNaN()]
         if self.val_labels is not None:
             monitor = self.CollapseMonitor(val_data, self.val_labels, self.context["num_classes"], self.context,
                                            stage)
             callbacks.append(monitor)
         with self.strategy.scope():
-            target.compile(optimizer=make_optimizer(self.config.optimizer, learning_rate), loss=LOSS,
+            rate = schedule.rate(learning_rate, epochs, self.steps_per_epoch)
+            target.compile(optimizer=make_optimizer(self.config.optimizer, rate), loss=LOSS,
                            metrics=["accuracy"], jit_compile=_jit_compile(self.config.xla))
         target.fit(train_data, validation_data=val_data, epochs=epochs, verbose=self.config.verbose,
                    shuffle=False, callbacks=callbacks, class_weight=self.class_weight)
@@ -565,6 +575,7 @@ class _Stages:
             layer.trainable = True
             if is_batch_norm(layer) and layer.momentum > BN_MOMENTUM:
                 layer.momentum = BN_MOMENTUM
+        self.steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
         epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
                            config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
@@ -579,6 +590,7 @@ class _Stages:
         set_trainable(parts.backbone, "frozen")
         started = time.perf_counter()
         y_train, y_val = view.labels("train"), view.labels("validation")
+        self.steps_per_epoch = max(1, math.ceil(len(y_train) / config.batch_size))
         unshuffled = view.dataset("train", config.batch_size)
         train_features = self._features("train", unshuffled)
         _warn_if_constant(train_features, self.spec.name, weights_used)
