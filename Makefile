@@ -24,7 +24,7 @@ demo: venv
 	$(PY) scripts/demo.py
 
 test: venv
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

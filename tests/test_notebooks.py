@@ -34,16 +34,44 @@ def test_committed_notebook_is_stripped_and_opens_like_a_colab_notebook(path: Pa
     assert "GPU" in setup.source
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch):
+def run_notebook(name: str, tmp_path: Path, monkeypatch) -> None:
+    """Execute ``examples/<name>`` top to bottom in a real kernel with the small settings; fail on any error."""
     monkeypatch.setenv("HEPVISION_SMALL", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = REPO_ROOT / "examples" / name
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, naming the cell, on any error
     errors = [output for cell in notebook.cells if cell.cell_type == "code"
               for output in cell.outputs if output.output_type == "error"]
-    assert errors == []
+    assert errors == [], f"{name}: {errors}"
+
+
+# One class per long notebook: ``make test`` distributes by scope (``--dist loadscope``), a class being a
+# scope, so the three notebooks that train (2.5-4 minutes each on 2 busy cores) run on different workers
+# instead of all on one, which was the suite's critical path.
+@pytest.mark.slow
+class TestDataNotebooksRun:
+    @pytest.mark.parametrize("name", EXPECTED[:2])
+    def test_notebook_runs_top_to_bottom(self, name, tmp_path, monkeypatch):
+        run_notebook(name, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+class TestTransferNotebookRuns:
+    def test_notebook_runs_top_to_bottom(self, tmp_path, monkeypatch):
+        run_notebook(EXPECTED[2], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+class TestArraysNotebookRuns:
+    def test_notebook_runs_top_to_bottom(self, tmp_path, monkeypatch):
+        run_notebook(EXPECTED[3], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+class TestPredictNotebookRuns:
+    def test_notebook_runs_top_to_bottom(self, tmp_path, monkeypatch):
+        run_notebook(EXPECTED[4], tmp_path, monkeypatch)
