@@ -58,7 +58,6 @@ class LRSchedule:
 
     rate: Callable[[float, int, int], Any]
     halves_on_plateau: bool
-    text: str
 
 
 def _constant(peak: float, epochs: int, steps_per_epoch: int) -> float:
@@ -77,9 +76,8 @@ def _cosine(peak: float, epochs: int, steps_per_epoch: int):
 
 #: name -> schedule. ``auto`` (the default of ``--lr-schedule``) is resolved by :func:`resolve_lr_schedule`.
 LR_SCHEDULES: dict[str, LRSchedule] = {
-    "plateau": LRSchedule(_constant, True, "--lr, halved after patience/2 epochs without a lower validation loss"),
-    "cosine": LRSchedule(_cosine, False, "warmed up to --lr over the first epoch, then decayed to 0 on a cosine "
-                                             "over the stage's epochs"),
+    "plateau": LRSchedule(_constant, halves_on_plateau=True),
+    "cosine": LRSchedule(_cosine, halves_on_plateau=False),
 }
 LR_SCHEDULE_CHOICES = ("auto", *LR_SCHEDULES)
 

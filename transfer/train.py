@@ -64,7 +64,7 @@ from transfer.errors import OptionError
 from transfer.files import staged_folder
 from transfer.feature_store import feature_key
 from transfer.health import input_warnings
-from transfer.optimizers import LRSchedule, resolve_lr_schedule
+from transfer.optimizers import LR_SCHEDULES, LRSchedule, resolve_lr_schedule
 # check_view and trains_from_scratch are also names of this module (callers from before the plans)
 from transfer.plan import (ExperimentPlan, RunPlan, check_view, output_folder, plan_run,  # noqa: F401
                            trains_from_scratch)
@@ -419,7 +419,7 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
     context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None), "optimizer": config.optimizer,
                "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone), "random_frozen_backbone": False}
     stages = _Stages(config, spec, parts, strategy, train_data, val_data, timing, class_weight,
-                     view.labels("validation"), context)
+                     view.labels("validation"), context, n_train=len(view.labels("train")))
     if from_scratch:
         if spec.pretrained:
             log.info("%s with random initialisation: training the whole network from the start (a frozen "
@@ -490,7 +490,8 @@ class _Stages:
     """The two training stages of one run, and what they leave: epoch records, best val_loss, timing."""
 
     def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, strategy, train_images, val_images,
-                 timing: dict, class_weight: dict | None = None, val_labels=None, context: dict | None = None):
+                 timing: dict, class_weight: dict | None = None, val_labels=None, context: dict | None = None,
+                 n_train: int = 0):
         from transfer.health import _keras_monitor
 
         self.config, self.spec, self.parts, self.strategy = config, spec, parts, strategy
@@ -503,7 +504,7 @@ class _Stages:
         self.rows: list[dict] = []
         self.keeper = None
         self.schedules: dict[str, str] = {}   # stage -> --lr-schedule used
-        self.steps_per_epoch = 1
+        self.steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))   # what a schedule counts in
         self.best: dict = {}
         #: ``feature_key(split)`` for features shared across runs (transfer.feature_store), or None.
         self.feature_key = None
@@ -519,7 +520,7 @@ class _Stages:
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
         import keras
 
-        from transfer.optimizers import LR_SCHEDULES, make_optimizer
+        from transfer.optimizers import make_optimizer
 
         recorder = self.EpochRecorder(stage)
         name = resolve_lr_schedule(self.config.lr_schedule, stage == "from-scratch")
@@ -575,7 +576,6 @@ class _Stages:
             layer.trainable = True
             if is_batch_norm(layer) and layer.momentum > BN_MOMENTUM:
                 layer.momentum = BN_MOMENTUM
-        self.steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
         epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
                            config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
@@ -590,7 +590,6 @@ class _Stages:
         set_trainable(parts.backbone, "frozen")
         started = time.perf_counter()
         y_train, y_val = view.labels("train"), view.labels("validation")
-        self.steps_per_epoch = max(1, math.ceil(len(y_train) / config.batch_size))
         unshuffled = view.dataset("train", config.batch_size)
         train_features = self._features("train", unshuffled)
         _warn_if_constant(train_features, self.spec.name, weights_used)
