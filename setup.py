@@ -7,7 +7,7 @@ and ``augment`` never import TensorFlow, so a rendering node needs neither.
 """
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = (HERE / "imgen" / "VERSION").read_text().strip()
@@ -21,7 +21,7 @@ setup(
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    packages=["imgen", "augment", "transfer"],
+    packages=find_packages(include=["imgen", "imgen.*", "augment", "augment.*", "transfer", "transfer.*"]),
     package_data={"imgen": ["VERSION"]},
     python_requires=">=3.10",
     install_requires=[
@@ -66,7 +66,7 @@ setup(
         "console_scripts": [
             "hepvision-imgen=imgen.__main__:main",
             "hepvision-augment=augment.__main__:main",
-            "hepvision-transfer=transfer.__main__:main",
+            "hepvision-transfer=transfer.cli:main",
         ]
     },
     classifiers=[

@@ -11,8 +11,7 @@ import textwrap
 
 from imgen._version import __version__
 
-from .pipeline import (DEFAULT_FACTOR, DEFAULT_PRESET, DEFAULT_SEED, OPERATIONS, PRESETS,
-                       AugmentError, augment_dataset)
+from .pipeline import DEFAULT_FACTOR, DEFAULT_PRESET, DEFAULT_SEED, OPERATIONS, PRESETS, AugmentError, augment_dataset
 
 
 def _escape(text: str) -> str:

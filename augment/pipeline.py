@@ -42,10 +42,9 @@ from tqdm import tqdm
 
 from imgen._version import __version__
 from imgen.atomic import staged_folder
-from imgen.errors import ImgenError
-from imgen.image_files import check_images
-from imgen.manifest import (AUGMENTED_FROM, COLUMNS, MANIFEST_NAME, ManifestError,
-                            read_manifest, write_manifest)
+from imgen.errors import ImgenError, ManifestError
+from imgen.output.images import check_images
+from imgen.output.manifest import AUGMENTED_FROM, COLUMNS, MANIFEST_NAME, read_manifest, write_manifest
 
 from .operations import BackgroundFill, EtaFlip, PhiFlip, PhiShift, QuietSkew, SafeShear
 

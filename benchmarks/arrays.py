@@ -75,7 +75,7 @@ def epoch_timer():
 def make_model(network: str, seed: int):
     import keras
 
-    from transfer.compact import build_compact
+    from transfer.models.compact import build_compact
     keras.utils.set_random_seed(seed)
     model = build_compact(network, (32, 32, 2), 2)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -152,7 +152,7 @@ def _macro(auc):
 
 
 def _cell(section: dict, key: str) -> str:
-    from transfer.intervals import format_interval
+    from transfer.evaluation.intervals import format_interval
 
     value = section["test"][key]
     value = _macro(value) if key == "roc_auc" else value
@@ -190,7 +190,7 @@ def run_grid_case(name: str, work: Path, reuse: bool = False) -> dict:
     """A small ``transfer grid``: how many runs collapsed (the goal is none), the best cell against the baseline."""
     import pandas as pd
 
-    from transfer.grid_report import SUMMARY_CSV, baseline_figures, best_cell
+    from transfer.experiments.grid_report import SUMMARY_CSV, baseline_figures, best_cell
 
     kind, extra = GRID_CASES[name]
     data, made = make_data(kind, work)

@@ -11,7 +11,7 @@
 3. Renders them with ``imgen.pipeline.render_files`` (parse, validate,
    render, PNG-encode, write, manifest): outline and physics style with one
    worker (in-process, one core), then physics with N workers.
-4. Writes the same events as NanoAOD-layout ROOT files (``imgen.nanoaod_write``)
+4. Writes the same events as NanoAOD-layout ROOT files (``imgen.events.nanoaod_write``)
    and renders them on one worker as in 3 (physics style), and reads both
    routes with ``dry_run`` (read, validate, select: the part that differs).
 5. Streams a large generated JSON file through ``python -m imgen --dry-run``
@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from imgen.pipeline import render_files  # noqa: E402
-
 
 # --------------------------------------------------------------------------
 # Events
@@ -85,8 +84,8 @@ def write_events(folder: Path, per_class: int, seed: int) -> list[Path]:
 
 def write_root_copies(paths: list[Path], folder: Path) -> list[Path]:
     """The events of each JSON file as ``folder/<stem>.root`` (NanoAOD layout, CSV in Jet_btagCSVV2)."""
-    from imgen.events import read_events
-    from imgen.nanoaod_write import write_nanoaod
+    from imgen.events.cms_json import read_events
+    from imgen.events.nanoaod_write import write_nanoaod
 
     folder.mkdir(parents=True, exist_ok=True)
     return [write_nanoaod(folder / (p.name[: -len(".json")] + ".root"), read_events(p, strict=True))
@@ -263,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"rendering it, {args.workers} workers: main process peak {run['self_mb']:.0f} MB, "
                       f"largest worker {run['children_mb']:.0f} MB, {run['rendered'] / run['seconds']:,.0f} events/s")
             if not args.no_root_memory:
-                from imgen.events import read_events
-                from imgen.nanoaod_write import write_nanoaod
+                from imgen.events.cms_json import read_events
+                from imgen.events.nanoaod_write import write_nanoaod
 
                 big_root = big.with_suffix(".root")
                 write_nanoaod(big_root, read_events(big, strict=True))   # streamed: the same events

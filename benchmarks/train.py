@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from imgen.pipeline import render_files
     from imgen.synth import generate
     from transfer.config import TrainConfig
-    from transfer.train import run_training
+    from transfer.training.runner import run_training
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(args.work or tmp)

@@ -5,7 +5,7 @@ notebook calls with the same names: :func:`imgen.pipeline.render_files`
 (``python -m imgen [render] INPUT...``, CMS JSON or NanoAOD ROOT events ->
 eta-phi PNGs + manifest), :func:`imgen.arrays.export.export_pngs` (``arrays``:
 HDF5 arrays -> PNGs + manifest), :func:`imgen.synth.generate` (``synth``: toy
-events) and :func:`imgen.writer.merge_shard_manifests` (``merge-shards``).
+events) and :func:`imgen.output.shards.merge_shard_manifests` (``merge-shards``).
 Every command shares the option names (``--split``, ``--seed``, ``--out``,
 ``--no-progress``, ``--overwrite``) and ends through
 :func:`imgen.cli_guard.run_command` (``error: ...``, exit status 2).
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_nanoaod_options(p: argparse.ArgumentParser) -> None:
-    from imgen.nanoaod import BTAG_BRANCHES, DEFAULT_BTAG_BRANCH, DEFAULT_TREE
+    from imgen.events.nanoaod import BTAG_BRANCHES, DEFAULT_BTAG_BRANCH, DEFAULT_TREE
 
     known = "; ".join(f"{name} ({tagger}, NanoAOD {versions}, medium {cut} for {campaign})"
                       for name, (tagger, versions, cut, campaign) in BTAG_BRANCHES.items())
@@ -265,7 +265,7 @@ def build_merge_shards_parser() -> argparse.ArgumentParser:
 def _merge_shards(argv: list[str]) -> int:
     args = build_merge_shards_parser().parse_args(argv)
     from imgen.cli_guard import run_command
-    from imgen.writer import merge_shard_manifests
+    from imgen.output.shards import merge_shard_manifests
 
     def run() -> int:
         print(f"wrote {merge_shard_manifests(args.out)}")

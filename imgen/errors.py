@@ -2,7 +2,8 @@
 
 ``ImgenError`` is what ``python -m imgen`` prints as ``error: ...`` before
 exiting with status 2. ``BadEventError`` is one event that cannot be used; by
-default the run skips and counts it, with ``--strict`` it stops the run.
+default the run skips and counts it, with ``--strict`` it stops the run. ``ManifestError`` is a dataset's
+``manifest.csv`` that cannot be used (``augment`` and ``transfer`` read it).
 """
 from __future__ import annotations
 
@@ -24,3 +25,7 @@ class BadEventError(ImgenError):
 
     def __reduce__(self):  # keep ``reason`` when sent between processes
         return (type(self), (str(self), self.reason))
+
+
+class ManifestError(ImgenError):
+    """A manifest is missing, malformed, or names files that do not exist."""

@@ -2,7 +2,7 @@
 
 These are the inputs of the gradient-boosted baseline that ``transfer`` fits
 beside every network trained on images rendered from events
-(:mod:`transfer.baseline`): if a network trained on the images does worse than
+(:mod:`transfer.evaluation.baseline`): if a network trained on the images does worse than
 trees on these numbers, the images or the training lose information, and the
 run says so.
 
@@ -13,7 +13,7 @@ eta range (``|eta| <= eta_max``). MET counts when it was drawn (it has a
 ``met_phi``). Missing values (no second jet, fewer than two leptons) are NaN,
 which the trees handle natively.
 
-Pure functions of :class:`imgen.events.Event`; :func:`features_of_sources`
+Pure functions of :class:`imgen.events.model.Event`; :func:`features_of_sources`
 reads them back for the rows of a manifest (its ``source`` and ``event``
 columns), one pass per source file.
 """
@@ -28,12 +28,12 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from imgen.errors import BadEventError, ImgenError
-from imgen.events import LEPTONS, Event
-from imgen.inputs import InputFile, file_kind
-from imgen.readers import ReadOptions, reader_for
+from imgen.events.inputs import InputFile, file_kind
+from imgen.events.model import LEPTONS, Event
+from imgen.events.readers import ReadOptions, reader_for
+from imgen.output.settings import CONFIG_NAME
 from imgen.render import CSV_MEDIUM, OBJECT_KINDS
 from imgen.selection import Selection, build_selection, select_objects
-from imgen.writer import CONFIG_NAME
 
 #: Feature names, in column order.
 FEATURE_NAMES = (

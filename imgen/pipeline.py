@@ -1,7 +1,7 @@
 """A rendering run: event files in, images + manifest (+ HDF5) out, a summary back.
 
 The main process streams each file (through its kind's reader, see
-:mod:`imgen.readers`: ijson for JSON, uproot for NanoAOD) and sends batches
+:mod:`imgen.events.readers`: ijson for JSON, uproot for NanoAOD) and sends batches
 of raw events to worker processes; a worker validates, selects, assigns the
 split, renders, encodes and writes the PNG of each event, and sends back only small records
 (rows, counts, bad events). Measured: the main process spends ~20 us of CPU
@@ -19,7 +19,7 @@ Bad input: a bad event is skipped and counted (the summary shows the first
 few) or, with ``strict``, stops the run. A bad file (empty, no ``Event`` key,
 malformed JSON) always stops the run with an :class:`ImgenError` naming the
 file and the last good event; its images are discarded (they were staged,
-see :mod:`imgen.writer`), the files before it stay in place, and no manifest
+see :mod:`imgen.output.staging`), the files before it stay in place, and no manifest
 is written: fix or remove the file and run again, and the finished files are
 not rendered twice.
 """
@@ -40,20 +40,22 @@ import numpy as np
 from tqdm import tqdm
 
 from imgen._version import __version__
-from imgen.errors import BadEventError, ImgenError
-from imgen.events import parse_event
-from imgen.inputs import InputFile, resolve_inputs
 from imgen.cli_guard import is_disk_full
-from imgen.lock import output_lock
-from imgen.provenance import describe, provenance, read_provenance, with_provenance
-from imgen.readers import ReadOptions, reader_for, run_btag_wp
+from imgen.errors import BadEventError, ImgenError
+from imgen.events.cms_json import parse_event
+from imgen.events.inputs import InputFile, resolve_inputs
+from imgen.events.readers import ReadOptions, reader_for, run_btag_wp
+from imgen.output.hdf5 import Hdf5Writer, compress_image, hdf5_name
+from imgen.output.images import image_name, image_relpath, write_staged
+from imgen.output.lock import output_lock
+from imgen.output.manifest import ManifestSpool
+from imgen.output.provenance import describe, provenance, read_provenance, with_provenance
+from imgen.output.settings import check_and_write_config, fingerprint, write_run_counts
+from imgen.output.shards import manifest_name
+from imgen.output.staging import Staging, remove_leftovers, remove_unlisted_images
 from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, drawn_objects, encode_png, render_event
 from imgen.selection import CutFlow, Selection, build_selection, event_cuts_passed, select_objects
 from imgen.split import DEFAULT_FRACTIONS, SPLITS, assign_shard, assign_split, parse_fractions, parse_shard
-from imgen.writer import (Hdf5Writer, ManifestSpool, Staging, check_and_write_config, compress_image,
-                          fingerprint, hdf5_name, image_relpath, manifest_name, remove_leftovers,
-                          remove_unlisted_images,
-                          write_run_counts, write_staged)
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +212,18 @@ class Job:
     fingerprint: str = ""          # of the settings that decide pixels, recorded in every PNG
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How the main process reads and hands out the input: the options of a run that no worker needs."""
+
+    strict: bool = False
+    shard: tuple[int, int] | None = None
+    workers: int = 1
+    batch_size: int = BATCH_SIZE
+    progress: bool = False
+    options: ReadOptions = ReadOptions()
+
+
 @dataclass
 class BatchResult:
     flow: CutFlow
@@ -225,7 +239,7 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
                   events: Sequence[tuple[str, Any]], parse=parse_event) -> BatchResult:
     """Validate, select, split, render and write one batch of one file's events.
 
-    ``parse`` is the file's reader's (:class:`imgen.readers.EventReader`)."""
+    ``parse`` is the file's reader's (:class:`imgen.events.readers.EventReader`)."""
     selection = job.selection
     n_cuts = len(selection.event_cuts())
     result = BatchResult(CutFlow(selection.cut_names()))
@@ -253,7 +267,7 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
         if not job.dry_run:
             status = "rendered"
             if job.write_png:
-                name = f"{class_name}_{event_id}.png"
+                name = image_name(class_name, event_id)
                 staged = os.path.join(staging, name)
                 record = provenance(source, event_id, job.fingerprint)
                 if not job.overwrite and _reusable(os.path.join(final_dir, name), staged, record):
@@ -350,11 +364,11 @@ class _SeenEvents:
 class _Run:
     """State of one run in the main process."""
 
-    def __init__(self, job: Job, summary: RunSummary, strict: bool, shard: tuple[int, int] | None,
-                 workers: int, batch_size: int, bar: tqdm, options: ReadOptions = ReadOptions()):
-        self.job, self.summary, self.strict, self.shard = job, summary, strict, shard
-        self.options = options
-        self.batch_size = batch_size
+    def __init__(self, job: Job, summary: RunSummary, reading: Reading, bar: tqdm):
+        self.job, self.summary, self.strict, self.shard = job, summary, reading.strict, reading.shard
+        self.options = reading.options
+        self.batch_size = reading.batch_size
+        workers = reading.workers
         self.bar = bar
         self.seen = _SeenEvents()
         self.sources: list[str] = []   # input files in reading order, for naming duplicate events' files
@@ -498,7 +512,7 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     Arguments mirror the command-line options (``--btag-wp`` is ``btag_wp``,
     ``--class`` is ``classes``, cuts go through ``selection``, e.g.
     ``build_selection("paper", n_jets="2+")``; ``tree``, ``btag_branch`` and
-    ``btag_cut`` are for NanoAOD ROOT files, see :mod:`imgen.nanoaod`). Returns a :class:`RunSummary`;
+    ``btag_cut`` are for NanoAOD ROOT files, see :mod:`imgen.events.nanoaod`). Returns a :class:`RunSummary`;
     raises :class:`ImgenError` on bad input. Example::
 
         summary = render_files(["json_files/"], "images", size=64, workers=4)
@@ -536,9 +550,9 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
               format in ("hdf5", "both"), bool(overwrite), bool(dry_run), fingerprint(pixels))
     summary = RunSummary(out=out, cut_flow=CutFlow(selection.cut_names()), workers=workers, shard=shard,
                          dry_run=dry_run, eta_max=config.eta_max, read=read)
+    reading = Reading(bool(strict), shard, workers, batch_size, bool(progress), options)
     if dry_run:
-        return _render(job, summary, files, strict, shard, workers, batch_size, progress, total_bytes,
-                       class_names, record, started, options)
+        return _render(job, summary, files, reading, total_bytes, class_names, record, started)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -551,22 +565,21 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
             check_and_write_config(out, record, pixels, overwrite)
         except OSError as exc:
             raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
-        _render(job, summary, files, strict, shard, workers, batch_size, progress, total_bytes, class_names,
-                record, started, options)
+        _render(job, summary, files, reading, total_bytes, class_names, record, started)
         if summary.manifest is not None and shard is None:
             summary.removed_stale = remove_unlisted_images(out, summary.manifest)
         write_run_counts(out, summary.counts())
     return summary
 
 
-def _render(job: Job, summary: RunSummary, files, strict, shard, workers, batch_size, progress, total_bytes,
-            class_names, record, started, options: ReadOptions = ReadOptions()) -> RunSummary:
+def _render(job: Job, summary: RunSummary, files, reading: Reading, total_bytes, class_names, record,
+            started) -> RunSummary:
     """Read every file and write (or, dry run, only count) its images; fills ``summary``."""
     out, config = Path(job.out), job.render
-    dry_run = job.dry_run
-    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="imgen", disable=not progress,
+    dry_run, shard = job.dry_run, reading.shard
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="imgen", disable=not reading.progress,
                dynamic_ncols=True)
-    run = _Run(job, summary, strict, shard, workers, batch_size, bar, options)
+    run = _Run(job, summary, reading, bar)
     ok = False
     try:
         if not dry_run and job.write_png:

@@ -66,7 +66,8 @@ import cv2
 import numpy as np
 
 from imgen.errors import ImgenError
-from imgen.events import Event, PhysicsObject, parse_event
+from imgen.events.cms_json import parse_event
+from imgen.events.model import Event, PhysicsObject
 
 try:  # ISA-L deflate: zlib-compatible output, several times faster
     from isal import isal_zlib as _isal_zlib
@@ -186,7 +187,7 @@ def drawn_objects(event: Event, config: RenderConfig) -> list[PhysicsObject]:
 def render_event(event: Event | Mapping[str, Any], config: RenderConfig = RenderConfig()) -> np.ndarray:
     """The ``(size, size, 3)`` uint8 RGB image of one event.
 
-    ``event`` is an :class:`~imgen.events.Event` or a raw CMS event dict
+    ``event`` is an :class:`~imgen.events.model.Event` or a raw CMS event dict
     (validated first). Selection is not applied here: pass a selected event.
     """
     if not isinstance(event, Event):

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable
 
 from imgen.errors import ImgenError
-from imgen.events import LEPTONS, Event
+from imgen.events.model import LEPTONS, Event
 
 #: Count cuts in the order they are applied (and shown in the cut flow).
 COUNT_CUTS = ("n_electrons", "n_muons", "n_leptons", "n_jets")

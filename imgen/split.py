@@ -89,7 +89,7 @@ def image_event_id(relpath: str, class_name: str) -> str:
     """The event id of an image without a manifest: ``W/W_10924.png`` -> ``10924``.
 
     The file name without its suffix and without ``<class>_`` in front (how
-    ``imgen`` names the images it renders, :func:`imgen.writer.image_relpath`),
+    ``imgen`` names the images it renders, :func:`imgen.output.images.image_relpath`),
     so a rendered folder whose manifest is lost keeps its splits.
     """
     stem = relpath.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]

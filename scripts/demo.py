@@ -57,8 +57,9 @@ def choose_backbone(requested: str) -> str:
     trained from scratch, far beyond the demo's 10 minutes on a CPU, and is no transfer learning)."""
     if requested != "auto":
         return requested
-    from transfer.backbones import get_backbone
-    from transfer.weights import WeightsUnavailable, ensure_imagenet_weights
+    from transfer.errors import WeightsUnavailable
+    from transfer.models.backbones import get_backbone
+    from transfer.weights.imagenet import ensure_imagenet_weights
 
     try:
         ensure_imagenet_weights(get_backbone("vgg19"))
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "--style", "physics", "--size", str(args.size), "--seed", seed])
     run("augment the training split", [py, "-m", "augment", str(images), "--out", str(augmented),
                                        "--preset", "physics", "--factor", "2", "--seed", seed])
-    from transfer.backbones import get_backbone
+    from transfer.models.backbones import get_backbone
 
     if get_backbone(args.backbone).pretrained:
         run("fine-tune a pretrained backbone", [

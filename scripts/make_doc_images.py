@@ -31,7 +31,7 @@ OUT = ROOT / "docs" / "images"
 
 from PIL import Image  # noqa: E402
 
-from imgen.events import read_events  # noqa: E402
+from imgen.events.cms_json import read_events  # noqa: E402
 from imgen.render import RenderConfig, render_event  # noqa: E402
 from imgen.selection import apply_selection, build_selection  # noqa: E402
 from imgen.synth import generate  # noqa: E402
@@ -76,7 +76,7 @@ def demo_run(work: Path, json_files: dict[str, Path]) -> Path:
     """Train the small run whose plots go into the report picture; returns its folder."""
     from imgen.pipeline import render_files
     from transfer.config import TrainConfig
-    from transfer.train import run_training
+    from transfer.training.runner import run_training
 
     render_files(list(json_files.values()), work / "images", style="physics", size=48, selection="paper")
     result = run_training(TrainConfig(data=str(work / "images"), out=str(work / "run"), backbone="vgg19",

@@ -3,7 +3,7 @@
 Each class puts a bright Gaussian blob at its own place on a noisy dark
 background (a jet-like deposit at a class-dependent eta-phi position), with a
 jitter, so that a network can learn the classes from a few images. Real PNGs,
-real manifest (``imgen.manifest.write_manifest``).
+real manifest (``imgen.output.manifest.write_manifest``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgen.manifest import write_manifest
+from imgen.output.manifest import write_manifest
 
 #: Blob centres (row, column as fractions of the image) per class index.
 CENTRES = [(0.25, 0.25), (0.75, 0.75), (0.25, 0.75), (0.75, 0.25), (0.5, 0.5)]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from augment.__main__ import main as augment_main
 from imgen.__main__ import main as imgen_main
-from imgen.manifest import read_manifest, write_manifest
+from imgen.output.manifest import read_manifest, write_manifest
 from tests.conftest import CMS_SHORT_JSON
 
 
@@ -196,7 +196,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tmp_path):
     import subprocess
     import sys
 
-    from imgen.lock import output_lock
+    from imgen.output.lock import output_lock
 
     out = tmp_path / "images"
     out.mkdir()

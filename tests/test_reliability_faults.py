@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from imgen.cli_guard import INTERRUPTED
-from imgen.manifest import read_manifest
+from imgen.output.manifest import read_manifest
 from tests.conftest import CMS_SHORT_JSON
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +188,7 @@ def test_every_command_ends_an_interrupt_with_one_line(tmp_path, capsys, monkeyp
 
     module = importlib.import_module(f"{command}.__main__")
     target = {"imgen": ("imgen.pipeline", "render_files"), "augment": ("augment.__main__", "augment_dataset"),
-              "transfer": ("transfer.__main__", "_train")}[command]
+              "transfer": ("transfer.cli.train", "run")}[command]
     argv = {"imgen": [str(CMS_SHORT_JSON), "--out", str(tmp_path / "o"), "--no-progress"],
             "augment": [str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"],
             "transfer": ["--data", str(tmp_path)]}[command]

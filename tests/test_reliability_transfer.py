@@ -18,9 +18,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from imgen.arrays import synth  # noqa: E402
-from imgen.manifest import read_manifest, write_manifest  # noqa: E402
+from imgen.output.manifest import read_manifest, write_manifest  # noqa: E402
 from tests._transfer_data import make_blob_dataset  # noqa: E402
-from transfer.__main__ import main  # noqa: E402
+from transfer.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.slow
 N = 30

@@ -1,24 +1,34 @@
 """transfer: fine-tune pretrained CNN backbones (or train compact networks from scratch) on event
 images and HDF5 calorimeter arrays, and report.
 
-Entry points: :func:`transfer.experiments.run_experiment` (a run, ``folds``
-or ``train_fraction``; also ``transfer.run_experiment``), :func:`transfer.train.run_training`
-(also ``transfer.run_training``), :func:`transfer.crossval.run_folds`,
-:func:`transfer.scan.run_train_fraction_scan`, :func:`transfer.lr_find.lr_find`,
-:func:`transfer.ensemble.ensemble_runs`, :func:`transfer.grid.run_grid`
-(backbones x optimizers x fine-tuning regimes), :func:`transfer.predict.predict`,
-:func:`transfer.export.export_model_files`,
-:func:`transfer.pretrain.pretrain`. A run is planned (:mod:`transfer.plan`) and then
-executed (:func:`transfer.train.run_plan`); :mod:`transfer.run_folder` names and reads its files.
+The folders say where each part lives: ``cli/`` (one module per subcommand), ``data/`` (the data kinds),
+``models/`` (backbones, compact networks, the classifier), ``weights/`` (``--weights``), ``training/`` (plan,
+runner, stages, devices), ``experiments/`` (folds, scans, grids, lr-find, pretraining, ensembles),
+``evaluation/`` (metrics, baseline, intervals, health, plots, report) and ``deploy/`` (predict, export);
+``config.py`` holds the options, ``run_folder.py`` every file a run writes.
 
-TensorFlow is imported lazily (inside functions), so ``--help`` is instant.
+The entry points are importable from the package itself, loaded on first use (they need Keras)::
+
+    from transfer import TrainConfig, run_experiment, predict
+    result = run_experiment(TrainConfig(data="images/", backbone="smallcnn", epochs=5, out="runs/cnn"))
+    scores = predict("runs/cnn/model.keras", ["new_images/"])
 """
 from imgen._version import __version__
 
-__all__ = ["__version__", "run_experiment", "run_training"]
+#: Public names -> the module that defines them, imported on first use (``--help`` stays instant).
+_LAZY = {
+    "TrainConfig": "transfer.config",
+    "run_experiment": "transfer.experiments",
+    "run_training": "transfer.training.runner",
+    "run_grid": "transfer.experiments.grid",
+    "lr_find": "transfer.experiments.lr_find",
+    "pretrain": "transfer.experiments.pretrain",
+    "ensemble_runs": "transfer.experiments.ensemble",
+    "predict": "transfer.deploy.predict",
+    "export_model_files": "transfer.deploy.export",
+}
 
-#: Public functions importable from the package itself, imported on first use (they need TensorFlow).
-_LAZY = {"run_training": "transfer.train", "run_experiment": "transfer.experiments"}
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str):

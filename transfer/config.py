@@ -31,7 +31,7 @@ FINE_TUNE_MODES = ("frozen", "partial", "full")
 #: ``--scale`` choices: the keys of ``imgen.arrays.SCALES`` (a test checks they agree).
 SCALES = ("none", "log", "standardize")
 CLASS_WEIGHTS = ("auto", "none", "balanced")
-#: ``--baseline`` choices: gradient-boosted trees on the same events (transfer.baseline), or none.
+#: ``--baseline`` choices: gradient-boosted trees on the same events (transfer.evaluation.baseline), or none.
 BASELINES = ("trees", "none")
 ON_MISSING_WEIGHTS = ("error", "random")
 AUTO_ON_OFF = ("auto", "on", "off")
@@ -80,7 +80,7 @@ class TrainConfig:
     may be ``"0.8,0.1,0.1"``, ``classes`` may be ``"a,b"``,
     ``train_fraction`` may be ``"0.1,0.3,1"``). ``data`` is one string (an
     image folder, an HDF5 file) or a list of them (HDF5 files, folders, globs,
-    ``class=...`` items); see :mod:`transfer.sources` for how it is read.
+    ``class=...`` items); see :mod:`transfer.data` for how it is read.
     """
 
     data: Any = option(
@@ -240,7 +240,7 @@ class TrainConfig:
              "figures are reported as n/a) (default: off)")
 
     def __post_init__(self):
-        from transfer.backbones import get_backbone
+        from transfer.models.backbones import get_backbone
         from transfer.optimizers import OPTIMIZERS
 
         self.data = parse_data(self.data)
@@ -377,7 +377,7 @@ def cli_options(config_class: type | None = None) -> list[CliOption]:
     not given leaves the value of ``--config`` or TrainConfig's default).
     ``config_class``: another dataclass of :func:`option` fields (default TrainConfig).
     """
-    from transfer.backbones import BACKBONES
+    from transfer.models.backbones import BACKBONES
     from transfer.optimizers import OPTIMIZERS
 
     names = {"backbones": ", ".join(sorted(BACKBONES)), "optimizers": ", ".join(OPTIMIZERS),

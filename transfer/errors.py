@@ -10,12 +10,14 @@ on a bad option::
 
     try:
         run_experiment(config)
-    except WeightsUnavailable:      # transfer.weights, a TransferError
+    except WeightsUnavailable:      # a TransferError
         ...
     except OptionError:
         raise
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class TransferError(ValueError):
@@ -32,3 +34,11 @@ class DataError(TransferError):
 
 class RunFolderError(TransferError):
     """A run folder (``model.keras`` and the files beside it) is missing, incomplete or damaged."""
+
+
+class WeightsUnavailable(TransferError):
+    """ImageNet weights are neither in the Keras cache nor downloadable."""
+
+    def __init__(self, message: str, reason: str, file: str, folder: Path):
+        super().__init__(message)
+        self.reason, self.file, self.folder = reason, file, folder

@@ -11,6 +11,8 @@ module, so a file's name and format are decided in one place::
     RUN/metrics.json       every figure of the run (write_metrics, read_metrics)
     RUN/split.csv, predictions.csv, history.csv, confusion_matrix.csv/.png, roc.png,
     discriminant.png, training_curves.png, report.md
+    RUN/pretrained.json, backbone.weights.h5   python -m transfer pretrain: the record and the backbone alone
+    OUT/folds_summary.json, .md                --folds: the summary beside OUT/fold-K/ run folders
 
 Functions that read take the path of ``model.keras`` (the files are found
 beside it) and raise :class:`~transfer.errors.RunFolderError` naming the file
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from imgen._version import __version__
 from transfer.errors import RunFolderError
-from transfer.files import read_run_json  # noqa: F401  (also a name of this module)
+from transfer.files import read_run_json
 
 MODEL_FILE = "model.keras"
 CLASSES_FILE = "classes.json"
@@ -45,6 +47,12 @@ ROC_PNG = "roc.png"
 DISCRIMINANT_PNG = "discriminant.png"
 CURVES_PNG = "training_curves.png"
 REPORT_FILE = "report.md"
+#: ``python -m transfer pretrain`` adds what the backbone was pretrained on, and its weights alone.
+PRETRAINED_RECORD = "pretrained.json"
+BACKBONE_WEIGHTS = "backbone.weights.h5"
+#: An experiment's folder (``--folds``) holds one run folder per fold and these summaries.
+FOLDS_SUMMARY_JSON = "folds_summary.json"
+FOLDS_SUMMARY_MD = "folds_summary.md"
 #: Every file of a training run's folder (``arrays.json`` only for HDF5 data).
 RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SPLIT_FILE, PREDICTIONS_FILE, HISTORY_FILE,
              CONFUSION_CSV, CONFUSION_PNG, ROC_PNG, DISCRIMINANT_PNG, CURVES_PNG, REPORT_FILE)
@@ -76,7 +84,7 @@ def classes_info(class_names: list[str], image_shape, data_kind: str, input_dtyp
 
 
 def write_classes(folder: str | os.PathLike, view) -> Path:
-    """``classes.json`` of a run trained on ``view`` (a :class:`~transfer.sources.DataView`)."""
+    """``classes.json`` of a run trained on ``view`` (a :class:`~transfer.data.DataView`)."""
     return write_json(folder, CLASSES_FILE, classes_info(view.class_names, view.input_shape, view.kind,
                                                          view.input_dtype, view.channel_names))
 
@@ -88,7 +96,7 @@ def write_metrics(folder: str | os.PathLike, metrics: dict) -> Path:
 def run_facts(weights, **extra) -> dict:
     """What ``config.yaml`` records about a run besides its options: the weights it used, version, time.
 
-    ``weights`` is a :class:`~transfer.weights.ResolvedWeights`; ``extra``
+    ``weights`` is a :class:`~transfer.weights.cache.ResolvedWeights`; ``extra``
     adds facts such as the fold (keys of :data:`transfer.config.RECORDED_KEYS`).
     """
     return {"weights_used": weights.used, "weights_reason": weights.reason, "weights_file": weights.file,
@@ -104,7 +112,7 @@ def write_config(folder: str | os.PathLike, config, facts: dict | None = None) -
 
 def save_model(folder: str | os.PathLike, model) -> Path:
     """``model.keras``: the model without its optimizer state, as predict and export load it."""
-    from transfer.model import export_model
+    from transfer.models.classifier import export_model
 
     path = Path(folder) / MODEL_FILE
     export_model(model).save(path)
@@ -199,7 +207,7 @@ def load_model(model_path: str | os.PathLike):
     check_keras_archive(model_path)
     import keras
 
-    import transfer.model  # noqa: F401  registers the custom layers for deserialisation
+    import transfer.models.layers  # noqa: F401  registers the custom layers for deserialisation
 
     try:
         return keras.saving.load_model(model_path, safe_mode=True)

@@ -33,11 +33,11 @@ Example::
     with open_arrays(["electron=e.h5", "photon=p.h5"], "X") as ds:
         x, y = ds.read_batch([0, 5, 7])
 """
-from imgen.arrays.files import (H5_SUFFIXES, ArrayDataError, ArrayPart, ArraySource, expand_target,
-                                file_event_names, first_hdf5_file, holds_hdf5, is_hdf5_name, item_target,
-                                list_datasets, named_item, resolve_source, split_keys)
-from imgen.arrays.reader import (DEFAULT_BLOCK_EVENTS, DEFAULT_CHUNK_EVENTS, ArrayDataset, default_grid,
-                                 open_arrays, overlap_matrix, resample_to_grid, split_indices)
+from imgen.arrays.files import (H5_SUFFIXES, ArrayDataError, ArrayPart, ArraySource, expand_target, file_event_names,
+                                first_hdf5_file, holds_hdf5, is_hdf5_name, item_target, list_datasets, named_item,
+                                resolve_source, split_keys)
+from imgen.arrays.reader import (DEFAULT_BLOCK_EVENTS, DEFAULT_CHUNK_EVENTS, ArrayDataset, default_grid, open_arrays,
+                                 overlap_matrix, resample_to_grid, split_indices)
 from imgen.arrays.transform import SCALES, ArrayTransform, crop_box, fit_transform, parse_channels
 
 __all__ = [

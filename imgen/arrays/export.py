@@ -36,9 +36,9 @@ from imgen.arrays.files import ArrayDataError
 from imgen.arrays.reader import ArrayDataset, split_indices
 from imgen.arrays.transform import ArrayTransform, fit_transform
 from imgen.atomic import staged_folder
-from imgen.manifest import write_manifest
+from imgen.output.images import image_relpath
+from imgen.output.manifest import write_manifest
 from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, SPLITS
-from imgen.writer import image_relpath
 
 log = logging.getLogger(__name__)
 #: Written beside manifest.csv: how the arrays were mapped to pixels.

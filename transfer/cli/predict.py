@@ -1,0 +1,45 @@
+"""``python -m transfer predict``: score images or arrays with a saved run (:func:`transfer.deploy.predict.predict`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from transfer.cli import PROG
+
+
+def build_predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} predict",
+        description="Score PNG images or HDF5 arrays with a trained run's model.keras (class names from "
+                    "the classes.json beside it; arrays are read and scaled as the run's arrays.json "
+                    "says, and their channel names must match): one row per image or event with a "
+                    "score per class and the predicted class.")
+    parser.add_argument("--model", required=True, metavar="RUN/model.keras", help="the saved model")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER|HDF5",
+                        help="PNG files or folders searched recursively for PNGs; for a run trained on "
+                             "arrays: HDF5 files, folders or globs")
+    parser.add_argument("--x-key", metavar="KEY[,KEY...]",
+                        help="arrays: the image key(s) in these files (default: the training keys)")
+    parser.add_argument("--resample", action="store_true",
+                        help="arrays: accept files whose grid (rows x cols of a key) differs from the training "
+                             "files' and resample them onto the training grid, conserving each cell's energy "
+                             "(default: refuse them, since the scores change)")
+    parser.add_argument("--out", metavar="CSV", help="write the scores here (default: print them)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = build_predict_parser().parse_args(argv)
+    from transfer.deploy.predict import predict
+
+    table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key, resample=args.resample)
+    text = table.to_csv(index=False, float_format="%.9g")
+    if args.out:
+        from transfer.files import write_text_atomic
+
+        write_text_atomic(args.out, text)
+        print(f"{len(table)} inputs scored: {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0

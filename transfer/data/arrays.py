@@ -1,0 +1,279 @@
+"""The ``arrays`` data kind: HDF5 calorimeter arrays, streamed in float32.
+
+Everything about the files (layouts, keys, classes, reading, the split, the
+preprocessing) is :mod:`imgen.arrays`'; this module adds the ``tf.data``
+streaming, the run's ``arrays.json`` and prediction on new files.
+
+``--data`` and ``--x-key`` go to :func:`imgen.arrays.open_arrays` (its three
+layouts: labels from a key, one file or folder per class, several layers
+resampled onto one grid), and everything is checked before training: keys,
+shapes, labels inside the class list, every value finite (one chunked pass).
+
+Events are never converted to PNG or uint8: training reads float32 batches
+through ``tf.data.Dataset.from_generator`` over
+:meth:`imgen.arrays.ArrayDataset.batches` (chunked reads, reshuffled every
+epoch), so memory stays at a few chunks whatever the file size. The
+preprocessing (``--channels``, ``--min-value``, ``--crop``, ``--scale``) is an
+:class:`imgen.arrays.ArrayTransform` fitted on the training split alone and
+saved beside the model as ``arrays.json``, which :func:`predict_arrays`
+reads back so that new files are read and scaled exactly the same way.
+
+The split is the project's one rule (:func:`imgen.arrays.split_indices`: a
+hash of (seed, class, ``file#row``)), so an event has the split here that
+``python -m imgen arrays`` gives it when exporting the same files to PNGs.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, first_hdf5_file, fit_transform, list_datasets,
+                          open_arrays, split_indices, split_keys)
+from imgen.errors import ImgenError
+from transfer.data import DataSource, DataView
+from transfer.errors import TransferError
+
+from transfer.run_folder import ARRAYS_FILE, read_arrays_info
+
+log = logging.getLogger(__name__)
+
+#: ``split_source`` of metrics.json and ``split.method`` of arrays.json.
+SPLIT_SOURCE = "hash of (seed, class, file#row)"
+#: Training events sampled for the per-channel range that maps arrays onto 0..255 for pretrained backbones.
+VALUE_RANGE_EVENTS = 10_000
+
+
+def _as_transfer_error(exc: ImgenError) -> TransferError:
+    return TransferError(str(exc))
+
+
+def stream_dataset(dataset, indices, transform: ArrayTransform, batch_size: int, shuffle: bool = False,
+                   seed: int = 0, chunk_events: int = DEFAULT_CHUNK_EVENTS):
+    """``tf.data`` of float32 ``(x, y)`` batches read from the files chunk by chunk.
+
+    Every pass over the dataset (every epoch) calls the generator again with
+    the next seed, so a shuffled dataset is reshuffled each epoch. The
+    cardinality is set, so Keras knows the number of steps.
+    """
+    import tensorflow as tf
+
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    epochs = itertools.count()
+    shape = transform.output_shape(dataset.event_shape)
+
+    def generator():
+        epoch = next(epochs)
+        yield from dataset.batches(indices, batch_size, shuffle=shuffle, seed=seed + epoch if shuffle else None,
+                                   transform=transform, chunk_events=chunk_events)
+
+    signature = (tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64))
+    data = tf.data.Dataset.from_generator(generator, output_signature=signature)
+    data = data.apply(tf.data.experimental.assert_cardinality(math.ceil(len(indices) / batch_size)))
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+class ArrayView(DataView):
+    """One run's arrays: the transform fitted on this view's training events, float32 pipelines."""
+
+    kind = "arrays"
+    input_dtype = "float32"
+
+    def __init__(self, source: "ArraySource", splits):
+        super().__init__(source, splits)
+        config = source.config
+        try:
+            self.transform = fit_transform(source.ds, self.splits["train"], channels=config.channels,
+                                           scale=config.scale, min_value=config.min_value, crop=config.crop)
+        except ImgenError as exc:
+            raise _as_transfer_error(exc) from None
+        self.input_shape = tuple(self.transform.output_shape(source.ds.event_shape))
+        self.channel_names = tuple(self.transform.channel_names)
+        self._value_range = None
+
+    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
+        if augment:
+            raise TransferError("--augment-on-the-fly (a roll along phi) is for full-azimuth eta-phi images, "
+                                "not for calorimeter arrays")
+        return stream_dataset(self.source.ds, self.splits[split], self.transform, batch_size, shuffle, seed)
+
+    def value_range(self) -> list[list[float]]:
+        """Per channel ``[min, max]`` of up to :data:`VALUE_RANGE_EVENTS` transformed training events."""
+        if self._value_range is None:
+            low = high = None
+            seen = 0
+            for _, x, _ in self.source.ds.iter_chunks(self.splits["train"], shuffle=True,
+                                                      seed=self.source.config.seed):
+                x = self.transform(x)
+                lo, hi = x.min(axis=(0, 1, 2)), x.max(axis=(0, 1, 2))
+                low = lo if low is None else np.minimum(low, lo)
+                high = hi if high is None else np.maximum(high, hi)
+                seen += len(x)
+                if seen >= VALUE_RANGE_EVENTS:
+                    break
+            high = np.where(high > low, high, low + 1.0)
+            self._value_range = [[float(a), float(b)] for a, b in zip(low, high)]
+        return self._value_range
+
+    def arrays_info(self) -> dict:
+        """The content of ``arrays.json``: the reader's configuration and the fitted transform."""
+        config = self.source.config
+        return {"arrays": self.source.ds.config(), "transform": self.transform.to_dict(),
+                "split": {"method": SPLIT_SOURCE, "fractions": list(config.split), "seed": config.seed}}
+
+    def run_files(self) -> dict[str, str]:
+        return {**super().run_files(), ARRAYS_FILE: json.dumps(self.arrays_info(), indent=2) + "\n"}
+
+    def describe(self) -> dict:
+        t = self.transform
+        return {**super().describe(), "data": list(self.source.config.data_items),
+                "x_keys": list(self.source.ds.source.x_keys), "y_key": self.source.ds.source.y_key,
+                "grid": list(self.source.ds.grid), "scale": t.scale, "min_value": t.min_value,
+                "crop": None if t.crop is None else list(t.crop),
+                "input_scaling": f"float32 arrays, --scale {t.scale}; compact networks take them as they are, "
+                                 "pretrained backbones get each channel mapped from the training range onto "
+                                 "0..255, then their preprocess_input"}
+
+
+class ArraySource(DataSource):
+    """HDF5 arrays opened with :func:`imgen.arrays.open_arrays`; close it (or use ``with``)."""
+
+    kind = "arrays"
+
+    def __init__(self, dataset, config):
+        self.ds, self.config = dataset, config
+        self.class_names = list(dataset.classes)
+        self.labels_all = dataset.labels
+        self.default_splits = split_indices(dataset, config.seed, config.split)
+        self.split_source = SPLIT_SOURCE
+
+    def ids(self, indices) -> list[str]:
+        return self.ds.event_sources(np.asarray(indices, dtype=np.int64))
+
+    def view(self, splits=None) -> ArrayView:
+        return ArrayView(self, self.default_splits if splits is None else splits)
+
+    def describe_origin(self) -> str:
+        return f"--data {' '.join(self.config.data_items)}"
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def open_array_source(config) -> ArraySource:
+    """The ``arrays`` data kind: open, check every value, split (all before any training)."""
+    items = config.data_items
+    if not config.x_key:
+        first = first_hdf5_file(items[0])
+        try:
+            keys = f" ({first} holds {', '.join(list_datasets(first)) or 'no datasets'})" if first else ""
+        except ImgenError as exc:
+            raise _as_transfer_error(exc) from None
+        raise TransferError(f"--data {' '.join(items)}: HDF5 input needs --x-key, the dataset key of the "
+                            f"images{keys}")
+    if config.augment_on_the_fly:
+        raise TransferError("--augment-on-the-fly (a roll along phi) is for full-azimuth eta-phi images, "
+                            "not for calorimeter arrays")
+    dataset = None
+    try:
+        dataset = open_arrays(items, split_keys(config.x_key), config.y_key, config.classes)
+        if len(dataset.classes) < 2:
+            raise TransferError(f"--data {' '.join(items)}: classification needs at least two classes, found "
+                                f"{len(dataset.classes)}: {', '.join(dataset.classes) or 'none'}")
+        labels = dataset.labels  # reads and range-checks every label
+        missing = [c for k, c in enumerate(dataset.classes) if not np.any(labels == k)]
+        if missing:
+            raise TransferError(f"--data {' '.join(items)}: class(es) {', '.join(missing)} have no events")
+        dataset.validate()  # every value finite: one chunked pass
+        log.info("%s: %d events of %s (%s), classes %s", " ".join(items), len(dataset),
+                 "x".join(map(str, dataset.event_shape)), ", ".join(dataset.channel_names),
+                 ", ".join(f"{c} {n}" for c, n in zip(dataset.classes, np.bincount(labels))))
+        return ArraySource(dataset, config)
+    except ImgenError as exc:
+        if dataset is not None:
+            dataset.close()
+        raise _as_transfer_error(exc) from None
+    except BaseException:
+        if dataset is not None:
+            dataset.close()
+        raise
+
+
+# --------------------------------------------------------------------------
+# Prediction on new files
+# --------------------------------------------------------------------------
+
+def check_prediction_grids(dataset, saved: dict, where: str, arrays_file: Path) -> None:
+    """Refuse files whose layers have another (rows, cols) than the training files' layers.
+
+    The model learnt patterns on the training grid; resampling a crop or an
+    upsampled copy onto it changes every score without a word, so it is done
+    only when the user asks for it (``resample=True``, ``--resample``).
+    Runs saved before ``layer_grids`` was recorded are checked against
+    ``grid`` when they had one key.
+    """
+    expected = saved.get("layer_grids")
+    if expected is None and len(saved["x_keys"]) == 1:
+        expected = {saved["x_keys"][0]: saved["grid"]}
+    for key, shape in dataset.layer_shapes.items():
+        want = (expected or {}).get(key)
+        if want is not None and tuple(shape[:2]) != tuple(want):
+            raise TransferError(
+                f"{where}: key {key} holds {shape[0]}x{shape[1]} cells per event, but the model was trained on "
+                f"{want[0]}x{want[1]} ({arrays_file}); its scores on another grid are not comparable. "
+                "Pass --resample (resample=True) to resample them onto the training grid anyway")
+
+
+def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int = 256, x_key=None, model=None,
+                   resample: bool = False):
+    """Scores of every event of ``inputs`` (HDF5 files, folders, globs): a DataFrame like predictions.csv.
+
+    The files are read with the keys (``x_key``, default: the training keys)
+    and grid of the run's ``arrays.json``, their channel names must match the
+    training data's, and the saved transform (channels, zero suppression,
+    crop, scale with the training statistics) is applied before the model.
+    Files whose grid differs from the training files' are refused unless
+    ``resample`` (:func:`check_prediction_grids`). Columns: ``path``
+    (``file#row``), ``score_<class>`` per class, ``predicted_class``.
+    """
+    from transfer.evaluation.metrics import predictions_table
+    from transfer.run_folder import load_model, read_classes
+
+    if model is None and not Path(model_path).is_file():
+        raise TransferError(f"--model {model_path}: no such file")
+    class_names = read_classes(model_path)["classes"]
+    info = read_arrays_info(model_path)
+    saved, transform = info["arrays"], ArrayTransform.from_dict(info["transform"])
+    try:
+        keys = split_keys(x_key) if x_key else tuple(saved["x_keys"])
+        dataset = open_arrays([str(p) for p in inputs], keys, unlabeled=True, classes=class_names,
+                              grid=tuple(saved["grid"]))
+    except ImgenError as exc:
+        raise _as_transfer_error(exc) from None
+    with dataset:
+        where = ", ".join(str(p.path) for p in dataset.source.parts[:3]) + (
+            ", ..." if len(dataset.source.parts) > 3 else "")
+        if list(dataset.channel_names) != list(saved["channel_names"]):
+            raise TransferError(f"{where}: channels {list(dataset.channel_names)}, but the model was trained on "
+                                f"{list(saved['channel_names'])} ({Path(model_path).with_name(ARRAYS_FILE)})")
+        if not resample:
+            check_prediction_grids(dataset, saved, where, Path(model_path).with_name(ARRAYS_FILE))
+        model = model or load_model(model_path)
+        shape = transform.output_shape(dataset.event_shape)
+        if tuple(model.input_shape[1:]) != tuple(shape):
+            raise TransferError(f"{where}: events become {shape} after the saved transform, but {model_path} "
+                                f"takes {tuple(model.input_shape[1:])}")
+        scores = []
+        try:
+            for _, x, _ in dataset.iter_chunks():
+                scores.append(np.asarray(model.predict(transform(x), batch_size=batch_size, verbose=0),
+                                         dtype=np.float64))
+        except ImgenError as exc:
+            raise _as_transfer_error(exc) from None
+        ids = dataset.event_sources()
+    return predictions_table(ids, np.concatenate(scores), class_names)

@@ -1,0 +1,162 @@
+"""The figures of a classifier on one split: accuracy, log loss, confusion, ROC AUC per class and background
+rejection, computed from scores (plain arrays in, plain dicts out)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from transfer.evaluation.physics import DEFAULT_EFFICIENCIES, rejection_at_efficiency
+
+#: Score columns of predictions.csv are ``score_<class>``.
+SCORE_PREFIX = "score_"
+
+
+@dataclass
+class SplitScores:
+    """Model scores on one split: image paths, true labels, ``(n, classes)`` scores."""
+
+    paths: list
+    y_true: np.ndarray
+    scores: np.ndarray
+
+
+def _finite(value):
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def roc_auc(y_true, scores, class_names):
+    """ROC AUC: one number for two classes (signal = second class); else one-vs-rest per class, macro, micro.
+
+    A class without both positive and negative events in ``y_true`` has AUC
+    ``None`` and is left out of the macro average.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    n = len(class_names)
+
+    def auc(truth, score):
+        return float(roc_auc_score(truth, score)) if 0 < truth.sum() < len(truth) else None
+
+    if n == 2:
+        return auc(y_true == 1, scores[:, 1])
+    per_class = {name: auc(y_true == k, scores[:, k]) for k, name in enumerate(class_names)}
+    defined = [v for v in per_class.values() if v is not None]
+    onehot = np.eye(n)[y_true]
+    micro = auc(onehot.ravel().astype(bool), scores.ravel())
+    return {"per_class": per_class, "macro": float(np.mean(defined)) if defined else None, "micro": micro}
+
+
+def signal_index(class_names, signal: str | None = None) -> int | None:
+    """Index of the signal class: two classes: ``signal`` or the second; more: ``signal`` or ``None`` (each in turn)."""
+    if signal is not None:
+        if signal not in class_names:
+            raise ValueError(f"signal class {signal!r} is not one of the classes {list(class_names)}")
+        return list(class_names).index(signal)
+    return 1 if len(class_names) == 2 else None
+
+
+def signal_classes(class_names, signal: str | None = None) -> list[int]:
+    """The classes taken as signal in turn: the one signal for two classes, every class for more."""
+    return [signal_index(class_names, signal)] if len(class_names) == 2 else list(range(len(class_names)))
+
+
+def rejection_table(y_true, scores, class_names, signal: str | None = None,
+                    efficiencies=DEFAULT_EFFICIENCIES) -> dict:
+    """``{signal class: {"0.5": 1/FPR, "0.8": ..., "0.9": ...}}``, the signal's score as discriminant.
+
+    Two classes: one entry, the signal class; more: one per class (one vs
+    rest). ``None`` marks an infinite rejection (no background passes) and a
+    class without both signal and background events in ``y_true``.
+    """
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    table = {}
+    for k in signal_classes(class_names, signal):
+        truth = (y_true == k).astype(int)
+        if 0 < truth.sum() < len(truth):
+            values = rejection_at_efficiency(truth, scores[:, k], efficiencies)
+        else:
+            values = dict.fromkeys(map(float, efficiencies))
+        table[class_names[k]] = {f"{eff:g}": _finite(value) for eff, value in values.items()}
+    return table
+
+
+def classification_metrics(y_true, scores, class_names, signal: str | None = None) -> dict:
+    """Accuracy, loss, ROC AUC, rejection at fixed efficiency, precision/recall/F1, events per class, confusion."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = list(range(len(class_names)))
+    y_pred = scores.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n_events": int(len(y_true)),
+        "events_per_class": dict(zip(class_names, map(int, support))),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        # softmax outputs in float32 sum to 1 only to ~1e-7; sklearn wants them exact
+        "loss": _finite(log_loss(y_true, scores / scores.sum(axis=1, keepdims=True), labels=labels)),
+        "roc_auc": roc_auc(y_true, scores, class_names),
+        "rejection": rejection_table(y_true, scores, class_names, signal),
+        "precision": dict(zip(class_names, map(float, precision))),
+        "recall": dict(zip(class_names, map(float, recall))),
+        "f1": dict(zip(class_names, map(float, f1))),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def predictions_table(paths, scores, class_names, y_true=None):
+    """Rows of ``predictions.csv``: path, true_class (when ``y_true`` is given), ``score_<class>``, predicted_class."""
+    import pandas as pd
+
+    scores = np.asarray(scores)
+    table = pd.DataFrame({"path": [str(p) for p in paths]})
+    if y_true is not None:
+        table["true_class"] = [class_names[i] for i in y_true]
+    for k, name in enumerate(class_names):
+        table[SCORE_PREFIX + name] = scores[:, k]
+    table["predicted_class"] = [class_names[i] for i in scores.argmax(axis=1)]
+    return table
+
+
+def confusion_table(y_true, y_pred, class_names):
+    """Confusion matrix as a table: rows ``kind`` = count / fraction (of the true class) x true class."""
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    rows = []
+    for kind, matrix in (("count", counts), ("fraction_of_true_class", fractions)):
+        for name, values in zip(class_names, matrix):
+            rows.append({"kind": kind, "true_class": name,
+                         **{f"predicted_{c}": v for c, v in zip(class_names, values)}})
+    return pd.DataFrame(rows)
+
+
+def _finite_scores(scores) -> np.ndarray:
+    """Scores with non-finite rows (a diverged network) replaced by equal class scores, so that the
+    metrics can be computed; the health section says the run diverged."""
+    scores = np.asarray(scores, dtype=np.float64)
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        scores = scores.copy()
+        scores[bad] = 1.0 / scores.shape[1]
+    return scores
+
+
+def evaluate_splits(splits: dict[str, SplitScores], class_names: list[str], signal: str | None = None,
+                    seed: int = 0) -> dict:
+    """``{"validation": metrics, "test": metrics + intervals}`` for one model's scores."""
+    from transfer.evaluation.intervals import bootstrap_intervals
+
+    out = {}
+    for split, s in splits.items():
+        out[split] = classification_metrics(s.y_true, _finite_scores(s.scores), class_names, signal)
+    test = splits["test"]
+    out["test"]["intervals"] = bootstrap_intervals(test.y_true, _finite_scores(test.scores), class_names,
+                                                   signal_classes(class_names, signal), seed=seed)
+    return out

@@ -1,0 +1,145 @@
+"""The figures of a run folder: confusion matrix, ROC curves with rejection, the discriminant and the training
+curves (matplotlib's Agg canvas: no display needed, safe in worker processes)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from transfer.evaluation.metrics import SplitScores, signal_classes, signal_index
+from transfer.evaluation.physics import likelihood_ratio_discriminant
+
+
+def new_figure(ncols: int = 1, width: float = 6.0, height: float = 5.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * ncols, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(1, ncols, squeeze=False)[0]
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confusion matrix") -> Path:
+    """Counts and fractions of the true class side by side, class names on both axes."""
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, axes = new_figure(2, 5.5, 4.8)
+    for ax, matrix, label, fmt in ((axes[0], counts, "events", "{:d}"),
+                                   (axes[1], fractions, "fraction of true class", "{:.2f}")):
+        image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(matrix.max(), 1e-9))
+        figure.colorbar(image, ax=ax, label=label)
+        ticks = range(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=30, ha="right")
+        ax.set_yticks(ticks, class_names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{title} ({label})")
+        for i in ticks:
+            for j in ticks:
+                value = matrix[i, j]
+                ax.text(j, i, fmt.format(int(value) if fmt == "{:d}" else value), ha="center", va="center",
+                        color="white" if value > matrix.max() / 2 else "black")
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one class vs the rest)",
+             signal: str | None = None, baseline: SplitScores | None = None) -> Path:
+    """One ROC curve per class with its AUC; for two classes also rejection vs signal efficiency.
+
+    ``baseline`` (the matched baseline's scores on the same events) adds its
+    curves, dashed in the same colours.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    binary = len(class_names) == 2
+    figure, axes = new_figure(2 if binary else 1)
+    ax = axes[0]
+    for k, name in enumerate(class_names):
+        truth = y_true == k
+        if not 0 < truth.sum() < len(truth):
+            continue
+        fpr, tpr, _ = roc_curve(truth, scores[:, k])
+        who = "" if baseline is None else ", network"
+        line, = ax.plot(fpr, tpr, label=f"{name}{who} (AUC = {roc_auc_score(truth, scores[:, k]):.3f})")
+        if baseline is not None:
+            b_truth = np.asarray(baseline.y_true) == k
+            b_fpr, b_tpr, _ = roc_curve(b_truth, baseline.scores[:, k])
+            ax.plot(b_fpr, b_tpr, ls="--", lw=1, color=line.get_color(),
+                    label=f"{name}, baseline (AUC = {roc_auc_score(b_truth, baseline.scores[:, k]):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance (AUC = 0.5)")
+    ax.set(xlabel="false positive rate (fraction of other-class events accepted)",
+           ylabel="true positive rate (fraction of class events accepted)", title=title,
+           xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    if binary:
+        ax = axes[1]
+        s = signal_index(class_names, signal)
+        truth = y_true == s
+        if 0 < truth.sum() < len(truth):
+            fpr, tpr, _ = roc_curve(truth, scores[:, s])
+            keep = fpr > 0
+            ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal = {class_names[s]}, "
+                                                       f"background = {class_names[1 - s]}")
+            if baseline is not None:
+                b_fpr, b_tpr, _ = roc_curve(np.asarray(baseline.y_true) == s, baseline.scores[:, s])
+                keep = b_fpr > 0
+                ax.plot(b_tpr[keep], 1.0 / b_fpr[keep], ls="--", lw=1, label="baseline (gradient-boosted trees)")
+            ax.legend(loc="upper right")
+        ax.set_yscale("log")
+        ax.set(xlabel=f"signal efficiency (fraction of {class_names[s]} events accepted)",
+               ylabel="background rejection 1 / FPR", title="Background rejection vs signal efficiency",
+               xlim=(0, 1))
+        ax.grid(alpha=0.3, which="both")
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_discriminant(y_true, scores, class_names, path, signal: str | None = None,
+                      title: str = "Likelihood-ratio discriminant") -> Path:
+    """Histograms of ln(p_s / sum p_b) per true class, one panel per signal class (see :func:`signal_classes`)."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
+    signals = signal_classes(class_names, signal)
+    figure, axes = new_figure(len(signals), 5.5, 4.5)
+    for ax, k in zip(axes, signals):
+        values = likelihood_ratio_discriminant(scores, k)
+        bins = np.linspace(values.min(), values.max(), 41) if values.max() > values.min() else 40
+        for j, name in enumerate(class_names):
+            chosen = values[y_true == j]
+            if len(chosen):
+                ax.hist(chosen, bins=bins, histtype="step", lw=1.5, density=True,
+                        label=f"true {name} ({len(chosen)})")
+        background = " + ".join(f"p({c})" for j, c in enumerate(class_names) if j != k)
+        ax.set(xlabel=f"ln[p({class_names[k]}) / ({background})]", ylabel="events (normalised)",
+               title=f"{title}: signal {class_names[k]}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_training_curves(history, path, title: str = "Training curves") -> Path:
+    """Loss and accuracy per epoch, training and validation; the start of fine-tuning and the kept epoch marked."""
+    figure, axes = new_figure(2, 6.0, 4.5)
+    epochs = history["epoch"].to_numpy()
+    stages = history["stage"].to_numpy()
+    boundary = next((e for e, s in zip(epochs, stages) if s == "fine-tune"), None)
+    for ax, metric, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy")):
+        for prefix, name, style in (("", "training", "-"), ("val_", "validation", "--")):
+            if prefix + metric in history:
+                ax.plot(epochs, history[prefix + metric], style, marker="o", ms=3, label=name)
+        if boundary is not None:
+            ax.axvline(boundary - 0.5, color="grey", ls=":", label="fine-tuning starts")
+        if "val_loss" in history and history["val_loss"].notna().any() and "val_" + metric in history:
+            best = int(history["val_loss"].to_numpy().argmin())
+            ax.plot(epochs[best], history["val_" + metric].iloc[best], "*", ms=14, color="crimson",
+                    label="kept: lowest validation loss")
+        ax.set(xlabel="epoch (both stages)", ylabel=label, title=f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.savefig(path, dpi=120)
+    return Path(path)

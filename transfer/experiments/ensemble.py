@@ -1,0 +1,134 @@
+"""Ensembles of finished runs: ``python -m transfer ensemble RUN... --out DIR``.
+
+Averages, event by event, the test-split class scores that several runs
+wrote to their ``predictions.csv``. The runs must have scored the same test
+events (same ``path`` ids, same true classes) with the same classes in the
+same order; anything else is refused, naming the runs and the difference. The
+ensemble folder gets the report of a run's evaluation: ``metrics.json``
+(test split, with the members' own test accuracy and AUC),
+``predictions.csv``, ``confusion_matrix.csv``/``.png``, ``roc.png``,
+``discriminant.png`` and ``report.md``.
+
+Example::
+
+    from transfer.experiments.ensemble import ensemble_runs
+    result = ensemble_runs(["runs/cnn", "runs/resnet15"], "runs/ensemble")
+    result.metrics["test"]["roc_auc"]
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transfer.errors import RunFolderError, TransferError
+from transfer.evaluation.metrics import SCORE_PREFIX, SplitScores, classification_metrics, signal_index
+from transfer.evaluation.report import ensemble_markdown, write_evaluation
+from transfer.files import staged_folder
+from transfer.run_folder import PREDICTIONS_FILE, REPORT_FILE, recorded_class_names, write_metrics
+
+
+@dataclass
+class EnsembleResult:
+    out_dir: Path
+    metrics: dict
+    class_names: list[str]
+
+    def summary_lines(self) -> list[str]:
+        test = self.metrics["test"]
+        auc = test["roc_auc"]
+        auc = auc.get("macro") if isinstance(auc, dict) else auc
+        lines = [f"ensemble of {len(self.metrics['members'])} runs: {self.out_dir}"]
+        for member in self.metrics["members"]:
+            member_auc = member["roc_auc"]
+            member_auc = member_auc.get("macro") if isinstance(member_auc, dict) else member_auc
+            lines.append(f"  {member['run']}: test accuracy {member['accuracy']:.3f}, ROC AUC "
+                         + ("n/a" if member_auc is None else f"{member_auc:.3f}"))
+        lines.append(f"ensemble: test accuracy {test['accuracy']:.3f}, ROC AUC "
+                     + ("n/a" if auc is None else f"{auc:.3f}"))
+        return lines
+
+
+def read_run_predictions(run: str | os.PathLike):
+    """(class names, predictions table) of a run folder, checked."""
+    import pandas as pd
+
+    run = Path(run)
+    path = run / PREDICTIONS_FILE
+    if not run.is_dir():
+        raise RunFolderError(f"{run}: no such run folder")
+    try:
+        table = pd.read_csv(path, dtype={"path": str, "true_class": str, "predicted_class": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunFolderError(f"{path}: cannot read the run's test predictions ({exc})") from None
+    class_names = recorded_class_names(run)
+    if not class_names:
+        class_names = [c[len(SCORE_PREFIX):] for c in table.columns if c.startswith(SCORE_PREFIX)]
+    missing = [c for c in ["path", "true_class"] + [SCORE_PREFIX + n for n in class_names] if c not in table]
+    if missing:
+        raise RunFolderError(f"{path}: missing column(s) {', '.join(missing)}")
+    if table["path"].duplicated().any():
+        raise RunFolderError(f"{path}: event {table['path'][table['path'].duplicated()].iloc[0]} appears twice")
+    return list(class_names), table
+
+
+def average_predictions(runs: list) -> tuple[list[str], "object", list]:
+    """Check that ``runs`` share classes and test events; return (classes, averaged table, member tables)."""
+    if len(runs) < 2:
+        raise TransferError("ensemble: give at least two run folders")
+    first_classes, first = read_run_predictions(runs[0])
+    members = [first]
+    for run in runs[1:]:
+        classes, table = read_run_predictions(run)
+        if classes != first_classes:
+            raise TransferError(f"ensemble: {run} has classes {classes}, but {runs[0]} has {first_classes} "
+                                "(same classes in the same order needed)")
+        only_here = sorted(set(table["path"]) - set(first["path"]))
+        only_first = sorted(set(first["path"]) - set(table["path"]))
+        if only_here or only_first:
+            example = (only_here or only_first)[0]
+            raise TransferError(
+                f"ensemble: {run} and {runs[0]} were tested on different events ({len(only_here)} only in "
+                f"the first, {len(only_first)} only in the second, e.g. {example}); an ensemble needs the "
+                "same test set (same data, --split and --seed, no --folds)")
+        table = table.set_index("path").loc[first["path"]].reset_index()
+        differ = (table["true_class"].to_numpy() != first["true_class"].to_numpy())
+        if differ.any():
+            raise TransferError(f"ensemble: {run} and {runs[0]} give event {first['path'][np.argmax(differ)]} "
+                                "different true classes")
+        members.append(table)
+    columns = [SCORE_PREFIX + n for n in first_classes]
+    averaged = first[["path", "true_class"]].copy()
+    averaged[columns] = np.mean([m[columns].to_numpy(dtype=np.float64) for m in members], axis=0)
+    return first_classes, averaged, members
+
+
+def ensemble_runs(runs: list, out: str | os.PathLike, signal: str | None = None,
+                  overwrite: bool = False) -> EnsembleResult:
+    """Average the test scores of ``runs`` and write the ensemble's report into ``out``."""
+    class_names, averaged, members = average_predictions([Path(r) for r in runs])
+    if signal is not None and signal not in class_names:
+        raise TransferError(f"--signal {signal}: not one of the classes {', '.join(class_names)}")
+    columns = [SCORE_PREFIX + n for n in class_names]
+    y_true = averaged["true_class"].map({c: i for i, c in enumerate(class_names)})
+    if y_true.isna().any():
+        raise TransferError(f"ensemble: {runs[0]}/predictions.csv names a true class outside {class_names}")
+    y_true = y_true.to_numpy(dtype=np.int64)
+    scores = averaged[columns].to_numpy()
+    metrics = {"ensemble_of": [str(r) for r in runs], "classes": class_names,
+               "members": [{"run": str(run), **{k: v for k, v in classification_metrics(
+                   y_true, m[columns].to_numpy(dtype=np.float64), class_names, signal).items()
+                   if k in ("accuracy", "roc_auc", "loss")}} for run, m in zip(runs, members)],
+               "test": classification_metrics(y_true, scores, class_names, signal),
+               "events_per_class": {"test": dict(zip(class_names, map(int, np.bincount(y_true,
+                                                                                      minlength=len(class_names)))))}}
+    if len(class_names) == 2:
+        metrics["signal"] = class_names[signal_index(class_names, signal)]
+    with staged_folder(out, overwrite) as staging:
+        write_evaluation(staging, class_names, SplitScores(list(averaged["path"]), y_true, scores), signal,
+                         "Ensemble, test split")
+        write_metrics(staging, metrics)
+        (staging / REPORT_FILE).write_text(ensemble_markdown(metrics, class_names), encoding="utf-8")
+    return EnsembleResult(out_dir=Path(out), metrics=metrics, class_names=class_names)

@@ -1,0 +1,104 @@
+"""The Keras callbacks of a training stage: early stopping, the learning-rate rule, the best weights kept,
+the epoch records of ``history.csv`` and the collapse monitor of :mod:`transfer.evaluation.health`.
+
+The callback classes subclass ``keras.callbacks.Callback``, so they are defined on first use
+(:func:`keras_callbacks`): importing this module does not import Keras.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from transfer.config import TrainConfig
+from transfer.evaluation.health import (CHANCE_EPOCHS, CHANCE_TOLERANCE, MIN_EVENTS_FOR_CHANCE, chance_loss,
+                                        likely_causes, symptoms)
+from transfer.optimizers import LRSchedule
+
+log = logging.getLogger(__name__)
+
+
+def stage_callbacks(config: TrainConfig, keeper, recorder, schedule: LRSchedule):
+    """The callbacks of one stage: ``keeper`` and ``recorder``, then early stopping and the plateau rule."""
+    import keras
+
+    callbacks = [keeper, recorder]
+    if config.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
+        if schedule.halves_on_plateau:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                               patience=max(1, config.patience // 2), min_lr=1e-7))
+    return callbacks
+
+
+def keras_callbacks():
+    """``(KeepBest, EpochRecorder, CollapseMonitor)``, defined on first use."""
+    import keras
+
+    class KeepBest(keras.callbacks.Callback):
+        """Keep the weights with the lowest val_loss, starting from a given best; restore them at the end."""
+
+        def __init__(self, best: float = np.inf, weights=None, where=None):
+            super().__init__()
+            self.best, self.best_weights, self.where = best, weights, where
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss")
+            if loss is not None and loss < self.best:
+                self.best, self.best_weights, self.where = float(loss), self.model.get_weights(), epoch
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    class EpochRecorder(keras.callbacks.Callback):
+        """Per-epoch logs plus learning rate and seconds, for history.csv."""
+
+        def __init__(self, stage: str):
+            super().__init__()
+            self.stage, self.rows = stage, []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"stage": self.stage, "stage_epoch": epoch + 1}
+            row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
+            row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            row["seconds"] = time.perf_counter() - self._start
+            self.rows.append(row)
+
+    class CollapseMonitor(keras.callbacks.Callback):
+        """Checks the validation predictions every epoch; warns once, at the epoch a collapse shows."""
+
+        def __init__(self, val_data, val_labels, num_classes: int, context: dict, stage: str):
+            super().__init__()
+            self.val_data, self.val_labels = val_data, np.asarray(val_labels)
+            self.num_classes, self.context, self.stage = num_classes, context, stage
+            self.chance = chance_loss(val_labels, num_classes)
+            self.at_chance = 0
+            self.events: list[dict] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss")
+            loss = None if loss is None else float(loss)
+            if loss is not None and math.isfinite(loss) and loss >= self.chance * (1 - CHANCE_TOLERANCE):
+                self.at_chance += 1
+            else:
+                self.at_chance = 0
+            scores = np.asarray(self.model.predict(self.val_data, verbose=0), dtype=np.float64)
+            found = [s for s in symptoms(scores, self.val_labels, self.num_classes) if "loss" not in s]
+            if loss is not None and not math.isfinite(loss):
+                found.append("the validation loss is not finite: training diverged")
+            if self.at_chance >= CHANCE_EPOCHS and len(self.val_labels) >= MIN_EVENTS_FOR_CHANCE:
+                found.append(f"the validation loss has stayed at the chance value {self.chance:.3f} for "
+                             f"{self.at_chance} epochs")
+            if found and not self.events:
+                log.warning("COLLAPSE at %s epoch %d: %s. Likely causes: %s", self.stage, epoch + 1,
+                            "; ".join(found), "; ".join(likely_causes(self.context)))
+            if found:
+                self.events.append({"stage": self.stage, "epoch": epoch + 1, "symptoms": found})
+
+    return KeepBest, EpochRecorder, CollapseMonitor
