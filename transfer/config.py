@@ -26,6 +26,7 @@ from imgen.split import DEFAULT_SEED
 from transfer.errors import OptionError
 from transfer.files import write_text_atomic
 from transfer.optimizers import LR_SCHEDULE_CHOICES
+from transfer.training.devices import BACKENDS, backend_of, check_distribution
 
 FINE_TUNE_MODES = ("frozen", "partial", "full")
 #: ``--scale`` choices: the keys of ``imgen.arrays.SCALES`` (a test checks they agree).
@@ -35,6 +36,8 @@ CLASS_WEIGHTS = ("auto", "none", "balanced")
 BASELINES = ("trees", "none")
 ON_MISSING_WEIGHTS = ("error", "random")
 AUTO_ON_OFF = ("auto", "on", "off")
+#: ``--mixed-precision``: ``on`` is the former name of fp16.
+PRECISIONS = ("auto", "bf16", "fp16", "off", "on")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 #: Keys a run writes into config.yaml as a record; ignored when read back.
 #: Options that may be a list in a YAML file (several values); every other option takes one value.
@@ -177,15 +180,23 @@ class TrainConfig:
              "eta->-eta and phi->-phi. Turns the frozen-stage feature cache off, so the head stage is much "
              "slower (default: on for networks trained from scratch on eta-phi images rendered by imgen, off "
              "otherwise)")
+    backend: Optional[str] = option(
+        None, group="hardware", choices=tuple(BACKENDS),
+        help="the Keras backend: tensorflow, jax (GPU nodes without TensorFlow; several processes) or torch "
+             "(default: $KERAS_BACKEND, else tensorflow; recorded in config.yaml)")
     mixed_precision: str = option(
-        "auto", group="hardware", choices=AUTO_ON_OFF, help="float16 compute (auto: on with a GPU) ({default})")
+        "auto", group="hardware", choices=PRECISIONS,
+        help="16-bit compute with float32 weights: bf16, fp16 or off (auto: bf16 on GPUs with compute capability "
+             "8.0 or newer, fp16 on older GPUs, off on CPUs); the saved model computes in float32 ({default})")
     xla: str = option(
         "auto", group="hardware", choices=AUTO_ON_OFF,
-        help="XLA compilation (jit_compile; auto: on with a GPU, off when distributed) ({default})")
+        help="XLA compilation of the training step (jit_compile; JAX always compiles unless off) ({default})")
     distribute: str = option(
         "none", group="hardware", choices=DISTRIBUTE,
-        help="tf.distribute strategy: mirrored (all local GPUs) or multiworker (the cluster in TF_CONFIG) "
-             "({default})")
+        help="data-parallel training, --batch-size being the global batch: mirrored (every local GPU: TensorFlow "
+             "MirroredStrategy with synchronised BatchNorm, or JAX DataParallel) or multiworker (several "
+             "processes or nodes, JAX: the cluster from KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES, "
+             "_PROCESS_ID or a Slurm allocation; process 0 writes the run folder) ({default})")
     overwrite: bool = option(
         False, group="output", help="replace an existing run folder (default: refuse)")
     verbose: int = option(
@@ -276,7 +287,10 @@ class TrainConfig:
                                 "scan and the cross-validation separately")
         _check_choice("fine_tune", self.fine_tune, FINE_TUNE_MODES)
         _check_choice("on_missing_weights", self.on_missing_weights, ON_MISSING_WEIGHTS)
-        _check_choice("mixed_precision", self.mixed_precision, AUTO_ON_OFF)
+        self.backend = backend_of(self.backend)
+        _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _check_choice("distribute", self.distribute, DISTRIBUTE)
+        check_distribution(self.backend, self.distribute)
         _check_choice("xla", self.xla, AUTO_ON_OFF)
         _check_choice("distribute", self.distribute, DISTRIBUTE)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULE_CHOICES)

@@ -130,6 +130,21 @@ def _channel_names(dset: h5py.Dataset, key: str, several_keys: bool) -> list[str
     return [f"{key}[{c}]" for c in range(n)] if several_keys else [str(c) for c in range(n)]
 
 
+def shuffled_chunks(n: int, block_events: int, chunk_events: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A shuffled pass over positions ``0..n-1`` that keeps reads contiguous: blocks of ``block_events``
+    consecutive positions in random order, grouped ``chunk_events // block_events`` at a time into chunks, each
+    chunk shuffled. Every chunk mixes events from the whole range (every class, even with one file per class)
+    while a chunk is read as a few contiguous slices."""
+    blocks = np.split(np.arange(n), np.arange(block_events, n, block_events))
+    per_chunk = max(1, chunk_events // block_events)
+    order = rng.permutation(len(blocks))
+    chunks = []
+    for start in range(0, len(order), per_chunk):
+        chunk = np.sort(np.concatenate([blocks[b] for b in order[start:start + per_chunk]]))
+        chunks.append(chunk[rng.permutation(len(chunk))])
+    return chunks
+
+
 class ArrayDataset:
     """Events of an :class:`ArraySource`, read lazily; global index = file order.
 
@@ -366,15 +381,12 @@ class ArrayDataset:
                 piece = idx[start:start + chunk_events]
                 yield (piece, *self.read_batch(piece))
             return
-        rng = np.random.default_rng(seed)
-        blocks = np.split(idx, np.arange(self.block_events, len(idx), self.block_events))
-        per_chunk = max(1, chunk_events // self.block_events)
-        order = rng.permutation(len(blocks))
-        for start in range(0, len(order), per_chunk):
-            piece = np.sort(np.concatenate([blocks[b] for b in order[start:start + per_chunk]]))
+        for chunk in shuffled_chunks(len(idx), self.block_events, chunk_events, np.random.default_rng(seed)):
+            ranks = np.sort(chunk)
+            piece = idx[ranks]
             x, y = self.read_batch(piece)
-            perm = rng.permutation(len(piece))
-            yield piece[perm], x[perm], y[perm]
+            order = np.searchsorted(ranks, chunk)  # the chunk's shuffled order, applied to the rows read sorted
+            yield piece[order], x[order], y[order]
 
     def batches(self, indices: np.ndarray | Sequence[int] | None = None, batch_size: int = 128,
                 shuffle: bool = False, seed: int | None = None,

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("jax").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'" and the like
     name = COMMANDS.get(argv[0]) if argv else None
     command = importlib.import_module(f"transfer.cli.{name or 'train'}").run
     return run_command(lambda: command(argv[1:] if name else argv), (TransferError,), folder=_out_given(argv))

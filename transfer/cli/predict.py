@@ -26,6 +26,9 @@ def build_predict_parser() -> argparse.ArgumentParser:
                              "(default: refuse them, since the scores change)")
     parser.add_argument("--out", metavar="CSV", help="write the scores here (default: print them)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
+                        help="Keras backend to score with; a model saved under one loads under any "
+                             "(default: $KERAS_BACKEND, else tensorflow)")
     return parser
 
 
@@ -33,7 +36,8 @@ def run(argv: list[str]) -> int:
     args = build_predict_parser().parse_args(argv)
     from transfer.deploy.predict import predict
 
-    table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key, resample=args.resample)
+    table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key, resample=args.resample,
+                    backend=args.backend)
     text = table.to_csv(index=False, float_format="%.9g")
     if args.out:
         from transfer.files import write_text_atomic

@@ -6,6 +6,9 @@ The parser is generated from :class:`transfer.config.TrainConfig`'s fields (one 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
 
 from imgen._version import __version__
@@ -126,9 +129,14 @@ def run(argv: list[str]) -> int:
         print(format_backbone_table(str(weights_cache_dir())))
         return 0
     config = config_from_args(args)
+    if config.distribute == "multiworker" and not os.environ.get(WORKER_ENV) and config.backend == "jax":
+        return supervise(argv)
     from transfer.experiments import run_experiment
 
     result = run_experiment(config)
+    if not result.metrics and config.distribute == "multiworker":  # a process of the job that does not write
+        print(f"trained as one process of the job; process 0 writes {result.out_dir}")
+        return 0
     print("\n".join(result.summary_lines()))
     runs = getattr(result, "runs", None) or [result]
     collapsed = sum(bool(r.metrics.get("health", {}).get("collapsed")) for r in runs)
@@ -137,3 +145,36 @@ def run(argv: list[str]) -> int:
               f"health section of report.md; exit status {EXIT_COLLAPSED}", file=sys.stderr)
         return EXIT_COLLAPSED
     return 0
+
+
+#: Set in the process that :func:`supervise` starts, which trains.
+WORKER_ENV = "HEPVISION_JOB_PROCESS"
+#: How JAX's distributed runtime ends a process whose peers died or never came: abort (SIGABRT).
+ABORTED = (-signal.SIGABRT, 128 + signal.SIGABRT)
+
+
+def supervise(argv: list[str]) -> int:
+    """Run this command as a child process and say in one line how a multi-process job ended.
+
+    JAX stops a process of a job whose peers died, or did not join in time, by aborting it (SIGABRT and a dump
+    of C++ frames), which no Python code of that process can turn into a message; this process survives it and
+    writes the line. Ctrl-C and SIGTERM are passed on to the child.
+    """
+    from imgen.cli_guard import Terminated
+    from transfer.training.devices import CLUSTER_TIMEOUT_S, HEARTBEAT_TIMEOUT_S
+
+    child = subprocess.Popen([sys.executable, "-m", "transfer", *argv], env={**os.environ, WORKER_ENV: "1"})
+    try:
+        status = child.wait()
+    except (KeyboardInterrupt, Terminated) as stop:
+        child.send_signal(signal.SIGINT if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
+        child.wait()
+        raise
+    if status in ABORTED:
+        who = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID") or os.environ.get("SLURM_PROCID") or "?"
+        print(f"error: --distribute multiworker: process {who} was stopped by JAX's distributed runtime: another "
+              f"process of the job died (no heartbeat for {HEARTBEAT_TIMEOUT_S} s) or did not join within "
+              f"{CLUSTER_TIMEOUT_S} s; nothing was written. Start every process with the same command and "
+              "KERAS_DISTRIBUTION_* variables, then run it again", file=sys.stderr)
+        return 2
+    return status if status >= 0 else 128 - status

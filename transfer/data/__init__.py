@@ -16,7 +16,8 @@ A :class:`DataSource` knows every event once: class names, labels, ids and
 its default train/validation/test split. :meth:`DataSource.view` turns a split
 (the default one, a cross-validation fold, a training-set subset) into a
 :class:`DataView`, which fits whatever needs the training events (array
-standardisation and crop) and hands ``tf.data`` pipelines to the trainer.
+standardisation and crop) and hands numpy batches to the trainer (:mod:`transfer.data.batches`: one
+pipeline for every Keras backend).
 
 Example::
 
@@ -49,12 +50,13 @@ STATISTICS_EVENTS = 10_000
 
 
 class DataView:
-    """The events of one run: indices per split into a :class:`DataSource`, ready for ``tf.data``.
+    """The events of one run: indices per split into a :class:`DataSource`, batched by :meth:`dataset`.
 
     Subclasses set ``kind``, ``input_shape`` ((height, width, channels) the
     model takes), ``input_dtype`` (``"uint8"`` or ``"float32"``) and
-    ``channel_names``, and implement :meth:`ids`, :meth:`dataset`,
-    :meth:`run_files` and :meth:`describe`.
+    ``channel_names``, and implement :meth:`rows` (the inputs of a split),
+    :meth:`run_files` and :meth:`describe`; :meth:`augmentation` where a
+    symmetry of the inputs can be drawn on the fly.
     """
 
     kind = "?"
@@ -103,7 +105,7 @@ class DataView:
         pixels or float32 arrays after the transform) over up to ``max_events`` random training events."""
         total = total_sq = None
         max_abs, seen = None, 0
-        for x, _ in self.dataset("train", 256, shuffle=True, seed=seed).as_numpy_iterator():
+        for x, _ in self.dataset("train", 256, shuffle=True, seed=seed):
             x = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
             total = x.sum(axis=0) + (0 if total is None else total)
             total_sq = (x * x).sum(axis=0) + (0 if total_sq is None else total_sq)
@@ -122,9 +124,32 @@ class DataView:
         """Per-channel ``[low, high]`` that maps float inputs onto 0..255 for pretrained backbones."""
         return None
 
-    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
-        """A batched ``tf.data.Dataset`` of ``(input, label)`` for ``split`` (reshuffled every epoch)."""
+    def rows(self, split: str):
+        """The inputs of ``split`` for :class:`~transfer.data.batches.Batches`: ``read(positions)``, ``order(seed,
+        epoch)``, ``len()``."""
         raise NotImplementedError
+
+    def augmentation(self):
+        """``(x, rng, start, total) -> x``: a symmetry of these inputs drawn on the fly (``--augment-on-the-fly``;
+        see :func:`transfer.data.batches.physics_augment`), or None."""
+        return None
+
+    #: Why :meth:`augmentation` is None, for the error of ``--augment-on-the-fly``.
+    no_augmentation = "these inputs have no symmetry to draw on the fly"
+
+    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False,
+                shard: tuple[int, int] = (0, 1), drop_remainder: bool = False):
+        """The ``(input, label)`` batches of ``split`` for every Keras backend (reshuffled every epoch from
+        ``seed``; ``shard`` and ``drop_remainder`` for data-parallel training: :mod:`transfer.data.batches`)."""
+        from transfer.data.batches import Batches
+
+        draw = None
+        if augment:
+            draw = self.augmentation()
+            if draw is None:
+                raise TransferError(f"--augment-on-the-fly: {self.no_augmentation}")
+        return Batches(self.rows(split), self.labels(split), batch_size, shuffle=shuffle, seed=seed, augment=draw,
+                       shard=shard, drop_remainder=drop_remainder)
 
     def run_files(self) -> dict[str, str]:
         """Extra files of the run folder (name -> text): the split, how to read new data."""

@@ -1,8 +1,9 @@
 """The ``arrays`` data kind: HDF5 calorimeter arrays, streamed in float32.
 
 Everything about the files (layouts, keys, classes, reading, the split, the
-preprocessing) is :mod:`imgen.arrays`'; this module adds the ``tf.data``
-streaming, the run's ``arrays.json`` and prediction on new files.
+preprocessing) is :mod:`imgen.arrays`'; this module adds the streaming into
+numpy batches (:class:`ArrayRows` for :mod:`transfer.data.batches`), the run's
+``arrays.json`` and prediction on new files.
 
 ``--data`` and ``--x-key`` go to :func:`imgen.arrays.open_arrays` (its three
 layouts: labels from a key, one file or folder per class, several layers
@@ -10,9 +11,9 @@ resampled onto one grid), and everything is checked before training: keys,
 shapes, labels inside the class list, every value finite (one chunked pass).
 
 Events are never converted to PNG or uint8: training reads float32 batches
-through ``tf.data.Dataset.from_generator`` over
-:meth:`imgen.arrays.ArrayDataset.batches` (chunked reads, reshuffled every
-epoch), so memory stays at a few chunks whatever the file size. The
+chunk by chunk (:class:`ArrayRows`: blocks of contiguous events drawn in an
+order reshuffled every epoch, each chunk read once and served from memory), so
+memory stays at a few chunks whatever the file size. The
 preprocessing (``--channels``, ``--min-value``, ``--crop``, ``--scale``) is an
 :class:`imgen.arrays.ArrayTransform` fitted on the training split alone and
 saved beside the model as ``arrays.json``, which :func:`predict_arrays`
@@ -24,11 +25,10 @@ hash of (seed, class, ``file#row``)), so an event has the split here that
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, first_hdf5_file,
 from imgen.errors import ImgenError
 from transfer.data import DataSource, DataView
 from transfer.errors import TransferError
-
 from transfer.run_folder import ARRAYS_FILE, read_arrays_info
 
 log = logging.getLogger(__name__)
@@ -53,29 +52,70 @@ def _as_transfer_error(exc: ImgenError) -> TransferError:
     return TransferError(str(exc))
 
 
-def stream_dataset(dataset, indices, transform: ArrayTransform, batch_size: int, shuffle: bool = False,
-                   seed: int = 0, chunk_events: int = DEFAULT_CHUNK_EVENTS):
-    """``tf.data`` of float32 ``(x, y)`` batches read from the files chunk by chunk.
+class ArrayRows:
+    """The events ``indices`` of an HDF5 dataset, transformed, for :class:`~transfer.data.batches.Batches`.
 
-    Every pass over the dataset (every epoch) calls the generator again with
-    the next seed, so a shuffled dataset is reshuffled each epoch. The
-    cardinality is set, so Keras knows the number of steps.
+    A shuffled epoch visits blocks of ``block_events`` contiguous events in random order, grouped into chunks of
+    about ``chunk_events`` and shuffled inside each chunk (:func:`imgen.arrays.reader.shuffled_chunks`, the rule
+    of :meth:`~imgen.arrays.ArrayDataset.iter_chunks` too): a batch is drawn from one or two chunks, each chunk is
+    read from the files once (contiguous slices) and kept until the next is needed.
     """
-    import tensorflow as tf
 
-    indices = np.sort(np.asarray(indices, dtype=np.int64))
-    epochs = itertools.count()
-    shape = transform.output_shape(dataset.event_shape)
+    #: Chunks kept in memory: the one being served and the one the prefetching thread reads ahead.
+    KEEP_CHUNKS = 3
 
-    def generator():
-        epoch = next(epochs)
-        yield from dataset.batches(indices, batch_size, shuffle=shuffle, seed=seed + epoch if shuffle else None,
-                                   transform=transform, chunk_events=chunk_events)
+    def __init__(self, dataset, indices, transform: ArrayTransform, chunk_events: int = DEFAULT_CHUNK_EVENTS):
+        self.dataset, self.indices = dataset, np.sort(np.asarray(indices, dtype=np.int64))
+        self.transform, self.chunk_events = transform, int(chunk_events)
+        self._chunks = [np.arange(s, min(s + self.chunk_events, len(self.indices)))
+                        for s in range(0, len(self.indices), self.chunk_events)]
+        self._chunk_of = self._chunk_index(self._chunks)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
 
-    signature = (tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64))
-    data = tf.data.Dataset.from_generator(generator, output_signature=signature)
-    data = data.apply(tf.data.experimental.assert_cardinality(math.ceil(len(indices) / batch_size)))
-    return data.prefetch(tf.data.AUTOTUNE)
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _chunk_index(self, chunks) -> np.ndarray:
+        chunk_of = np.empty(len(self.indices), np.int64)
+        for k, positions in enumerate(chunks):
+            chunk_of[positions] = k
+        return chunk_of
+
+    def order(self, seed: int, epoch: int) -> np.ndarray:
+        from imgen.arrays.reader import shuffled_chunks
+
+        chunks = shuffled_chunks(len(self.indices), self.dataset.block_events, self.chunk_events,
+                                 np.random.default_rng([int(seed), int(epoch)]))
+        with self._lock:
+            self._chunks, self._chunk_of, self._cache = chunks, self._chunk_index(chunks), {}
+        return np.concatenate(chunks) if chunks else np.empty(0, np.int64)
+
+    def _chunk(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted positions, their transformed inputs) of chunk ``k``, read once."""
+        if k not in self._cache:
+            positions = np.sort(self._chunks[k])
+            x, _ = self.dataset.read_batch(self.indices[positions])
+            while len(self._cache) >= self.KEEP_CHUNKS:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[k] = (positions, self.transform(x))
+        return self._cache[k]
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        with self._lock:
+            chunks = np.unique(self._chunk_of[positions])
+            if len(chunks) == 1:
+                sorted_positions, x = self._chunk(int(chunks[0]))
+                return x[np.searchsorted(sorted_positions, positions)]
+            out = None
+            for k in chunks:
+                sorted_positions, x = self._chunk(int(k))
+                mine = self._chunk_of[positions] == k
+                if out is None:
+                    out = np.empty((len(positions), *x.shape[1:]), x.dtype)
+                out[mine] = x[np.searchsorted(sorted_positions, positions[mine])]
+            return out
 
 
 class ArrayView(DataView):
@@ -96,11 +136,10 @@ class ArrayView(DataView):
         self.channel_names = tuple(self.transform.channel_names)
         self._value_range = None
 
-    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
-        if augment:
-            raise TransferError("--augment-on-the-fly (a roll along phi) is for full-azimuth eta-phi images, "
-                                "not for calorimeter arrays")
-        return stream_dataset(self.source.ds, self.splits[split], self.transform, batch_size, shuffle, seed)
+    no_augmentation = "the phi roll and flips are for full-azimuth eta-phi images, not for calorimeter arrays"
+
+    def rows(self, split: str) -> ArrayRows:
+        return ArrayRows(self.source.ds, self.splits[split], self.transform)
 
     def value_range(self) -> list[list[float]]:
         """Per channel ``[min, max]`` of up to :data:`VALUE_RANGE_EVENTS` transformed training events."""

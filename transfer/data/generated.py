@@ -139,20 +139,15 @@ class GeneratedView(DataView):
         self.input_shape = tuple(int(s) for s in self.sample.images.shape[1:])
         self.channel_names = ("red", "green", "blue")
 
-    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
-        import tensorflow as tf
+    def rows(self, split: str):
+        from transfer.data.batches import InMemoryRows
 
-        from transfer.data.images import physics_augment
+        return InMemoryRows(self.sample.images[self.splits[split]])
 
-        rows = self.splits[split]
-        data = tf.data.Dataset.from_tensor_slices((self.sample.images[rows], self.labels(split)))
-        if shuffle:
-            data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        if augment:
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            data = tf.data.Dataset.zip((data, seeds)).map(
-                lambda item, pair: (physics_augment(item[0], pair), item[1]), num_parallel_calls=tf.data.AUTOTUNE)
-        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def augmentation(self):
+        from transfer.data.batches import physics_augment
+
+        return physics_augment
 
     def describe(self) -> dict:
         record = self.sample.record

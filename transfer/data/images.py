@@ -1,4 +1,4 @@
-"""Image folders -> checked, split, labelled datasets -> ``tf.data`` pipelines.
+"""Image folders -> checked, split, labelled datasets -> numpy batches (:mod:`transfer.data.batches`).
 
 A data folder is either
 
@@ -15,16 +15,16 @@ a corrupt file or a mix of sizes or channel counts is reported, naming the
 files, before any training starts.
 
 :func:`open_image_source` makes such a folder the ``images`` kind of
-:mod:`transfer.data` (uint8 PNGs decoded by ``tf.data``), next to HDF5
+:mod:`transfer.data` (uint8 PNGs decoded in parallel threads), next to HDF5
 arrays (:mod:`transfer.data.arrays`); the image-only path is
 :class:`ImageView`.
 
 Example::
 
-    from transfer.data.images import load_image_dataset, make_tf_dataset
+    from transfer.data.images import image_batches, load_image_dataset
     images = load_image_dataset("images/")
-    train = make_tf_dataset(images.paths("train"), images.labels("train"),
-                            channels=images.image_shape[2], batch_size=32, shuffle=True)
+    train = image_batches(images.paths("train"), images.labels("train"), images.image_shape, batch_size=32,
+                          shuffle=True)
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: ``split_source`` of an image folder without a manifest.
 SPLIT_SOURCE = "hash of (seed, class, event)"
-#: Decoded images are cached in memory (``tf.data`` ``cache()``) up to this size.
+#: Decoded images of a split are kept in memory up to this size (else decoded again every epoch).
 MAX_IMAGE_CACHE_BYTES = 2 << 30
 
 
@@ -239,75 +239,18 @@ def check_images(paths: list) -> tuple[int, int, int]:
         raise TransferError(str(exc)) from None
 
 
-def decode_png(path, channels: int):
-    """``tf`` op: the uint8 image at ``path`` with ``channels`` channels."""
-    import tensorflow as tf
+def image_batches(paths: list[str], labels, shape: tuple[int, int, int], batch_size: int = 32,
+                  shuffle: bool = False, seed: int = 0, augment: bool = False):
+    """:class:`~transfer.data.batches.Batches` of ``(uint8 image, label)`` (or images alone when ``labels`` is
+    None) from PNG files of one ``shape`` (height, width, channels), decoded in parallel and kept in memory when
+    they fit (:data:`MAX_IMAGE_CACHE_BYTES`), reshuffled each epoch from ``seed``, with the phi roll and flips of
+    :func:`~transfer.data.batches.physics_augment` drawn on the fly when ``augment``."""
+    from transfer.data.batches import Batches, DecodedImages, physics_augment
 
-    return tf.io.decode_png(tf.io.read_file(path), channels=channels)
-
-
-def physics_augment(image, seed):
-    """Light physics-valid augmentation of one uint8 eta-phi image (``tf`` op).
-
-    A random roll along phi (rows; phi is periodic), and random flips
-    eta -> -eta (left-right) and phi -> -phi (up-down).
-    """
-    import tensorflow as tf
-
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    height = tf.shape(image)[0]
-    shift = tf.random.stateless_uniform([], seeds[0], minval=0, maxval=height, dtype=tf.int32)
-    image = tf.roll(image, shift=shift, axis=0)
-    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    return tf.image.stateless_random_flip_up_down(image, seeds[2])
-
-
-def make_tf_dataset(paths: list[str], labels=None, channels: int = 1, batch_size: int = 32,
-                    shuffle: bool = False, seed: int = 42, augment: bool = False,
-                    cache: bool = True):
-    """A batched ``tf.data.Dataset`` of ``(uint8 image, label)`` (or images alone without labels).
-
-    PNGs are decoded in parallel (``tf.io.decode_png``), cached in memory
-    after decoding when they fit (:data:`MAX_IMAGE_CACHE_BYTES`), shuffled
-    each epoch with ``seed`` when ``shuffle``, augmented on the fly with
-    :func:`physics_augment` when ``augment``, and prefetched.
-    """
-    import tensorflow as tf
-
-    autotune = tf.data.AUTOTUNE
-    if labels is None:
-        dataset = tf.data.Dataset.from_tensor_slices(list(paths)).map(
-            lambda path: decode_png(path, channels), num_parallel_calls=autotune)
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, dtype=np.int64)))
-        dataset = dataset.map(lambda path, label: (decode_png(path, channels), label),
-                              num_parallel_calls=autotune)
-    if cache and _fits_in_memory(paths, channels):
-        dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        if labels is None:
-            dataset = tf.data.Dataset.zip((dataset, seeds)).map(physics_augment, num_parallel_calls=autotune)
-        else:
-            dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-                lambda item, pair: (physics_augment(item[0], pair), item[1]), num_parallel_calls=autotune)
-    return dataset.batch(batch_size).prefetch(autotune)
-
-
-def _fits_in_memory(paths: list[str], channels: int) -> bool:
-    if not paths:
-        return True
-    from PIL import Image
-
-    with Image.open(paths[0]) as image:
-        width, height = image.size
-    needed = len(paths) * width * height * channels
-    if needed > MAX_IMAGE_CACHE_BYTES:
-        log.info("decoded images need %.1f GiB: not caching them in memory", needed / 2**30)
-        return False
-    return True
+    rows = DecodedImages(paths, shape, MAX_IMAGE_CACHE_BYTES)
+    if not rows.cached:
+        log.info("decoded images need %.1f GiB: decoding them again every epoch", len(paths) * np.prod(shape) / 2**30)
+    return Batches(rows, labels, batch_size, shuffle=shuffle, seed=seed, augment=physics_augment if augment else None)
 
 
 # --------------------------------------------------------------------------
@@ -320,7 +263,7 @@ ARRAY_ONLY_OPTIONS = {"y_key": "--y-key", "channels": "--channels", "min_value":
 
 
 class ImageView(DataView):
-    """One run's images: uint8 PNGs decoded by ``tf.data``."""
+    """One run's images: uint8 PNGs, decoded once per split and kept in memory when they fit."""
 
     kind = "images"
     input_dtype = "uint8"
@@ -330,6 +273,7 @@ class ImageView(DataView):
         self.images = source.images
         self.input_shape = tuple(self.images.image_shape)
         self.channel_names = tuple(["grey"] if self.input_shape[2] == 1 else ["red", "green", "blue"])
+        self._rows: dict = {}
 
     @property
     def is_event_image(self) -> bool:
@@ -344,9 +288,19 @@ class ImageView(DataView):
     def _paths(self, split: str) -> list[str]:
         return [str(self.images.root / self.images.files[i]) for i in self.splits[split]]
 
-    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False):
-        return make_tf_dataset(self._paths(split), self.labels(split), self.input_shape[2], batch_size,
-                               shuffle=shuffle, seed=seed, augment=augment)
+    def rows(self, split: str):
+        """The decoded images of ``split``, shared by every pass over it (training, features, statistics)."""
+        from transfer.data.batches import DecodedImages
+
+        if split not in self._rows:
+            self._rows[split] = DecodedImages(self._paths(split), self.input_shape, MAX_IMAGE_CACHE_BYTES)
+        return self._rows[split]
+
+    def augmentation(self):
+        """The phi roll and flips (``--augment-on-the-fly auto`` turns them on for imgen's event images only)."""
+        from transfer.data.batches import physics_augment
+
+        return physics_augment
 
     def describe(self) -> dict:
         return {**super().describe(), "data": str(self.images.root),

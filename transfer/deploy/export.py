@@ -110,8 +110,8 @@ def _labels(table, class_names: list[str], where: Path) -> np.ndarray:
 
 
 def _image_events(model_path: Path, table, info: dict) -> np.ndarray:
-    """The test PNGs as uint8 (N, H, W, C): paths are relative to the run's data folder."""
-    from PIL import Image
+    """The test PNGs as uint8 (N, H, W, C), decoded as in training: paths are relative to the run's data folder."""
+    from transfer.data.batches import decode_png
 
     data = read_config(model_path).get("data")
     root = Path(data[0] if isinstance(data, list) else data) if data else Path(".")
@@ -120,12 +120,10 @@ def _image_events(model_path: Path, table, info: dict) -> np.ndarray:
     for name in table["path"]:
         path = Path(name) if Path(name).is_absolute() else root / name
         try:
-            with Image.open(path) as handle:
-                image = np.asarray(handle)
-        except OSError as exc:
+            image = decode_png(str(path), shape[2])
+        except (OSError, ValueError) as exc:
             raise TransferError(f"{path}: cannot read this test image of {model_path.with_name(PREDICTIONS_FILE)} "
                                 f"({exc}); the run's data folder ({root}) must still be there") from None
-        image = image[..., None] if image.ndim == 2 else image
         if image.shape != shape:
             raise TransferError(f"{path}: {image.shape}, but the model takes {shape}")
         images.append(image)

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from transfer.data import DATA_KINDS
-from transfer.data.images import check_images, make_tf_dataset
+from transfer.data.images import check_images, image_batches
 from transfer.errors import TransferError
 from transfer.evaluation.metrics import predictions_table
-
 from transfer.run_folder import data_kind, load_model, read_classes, require_model
 
 
@@ -68,8 +67,8 @@ def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int =
     if model.output_shape[-1] != len(class_names):
         raise TransferError(f"{model_path} gives {model.output_shape[-1]} scores but classes.json "
                             f"names {len(class_names)} classes")
-    dataset = make_tf_dataset([str(p) for p in files], None, shape[2], batch_size, cache=False)
-    scores = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
+    batches = image_batches([str(p) for p in files], None, shape, batch_size)
+    scores = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
     return predictions_table(files, scores, class_names)
 
 
@@ -82,13 +81,18 @@ def predict_image_inputs(model_path, inputs, batch_size, x_key=None, resample=Fa
 
 
 def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x_key: str | None = None,
-            resample: bool = False):
+            resample: bool = False, backend: str | None = None):
     """Scores of new data as a DataFrame (``path``, ``score_<class>``..., ``predicted_class``).
 
     ``inputs`` are PNG files or folders for a run trained on images, HDF5
     files, folders or globs for a run trained on arrays (``x_key``: the image
     key(s), default the ones the run was trained with; ``resample``: accept
     files on another grid than the training files and resample them onto it).
+    ``backend``: the Keras backend to score with (default: ``KERAS_BACKEND``, else
+    TensorFlow; a model saved under one backend loads under any).
     """
+    from transfer.training.devices import use_backend
+
+    use_backend(backend)
     kind = data_kind(require_model(model_path), DATA_KINDS)
     return DATA_KINDS[kind].predict(model_path, inputs, batch_size, x_key=x_key, resample=resample)

@@ -7,8 +7,8 @@ predicted class), reported as if it were a result. Three places check it:
 * before training, :func:`input_warnings` looks at the inputs as the network
   will see them (constant channels, values far from unit scale where nothing
   rescales them);
-* during training, :class:`CollapseMonitor` (a Keras callback) checks every
-  epoch's validation predictions and loss, and logs a warning with the likely
+* during training, the validation callback (:func:`transfer.training.callbacks.keras_callbacks`) checks
+  every epoch's validation predictions and loss, and logs a warning with the likely
   causes for this run the first time it sees a collapse;
 * after training, :func:`assess` decides ``collapsed`` from the kept model's
   validation and test scores and collects every warning, including a network

@@ -26,6 +26,16 @@ def _finite(value):
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def cross_entropy(scores, y_true, epsilon: float = 1e-7) -> float:
+    """Mean ``-log p(true class)``, probabilities clipped to ``[epsilon, 1 - epsilon]`` as Keras' loss clips
+    them: the validation loss every stage monitors."""
+    scores = np.clip(np.asarray(scores, dtype=np.float64), epsilon, 1 - epsilon)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if not len(y_true):
+        return float("nan")
+    return float(-np.mean(np.log(scores[np.arange(len(y_true)), y_true])))
+
+
 def roc_auc(y_true, scores, class_names):
     """ROC AUC: one number for two classes (signal = second class); else one-vs-rest per class, macro, micro.
 

@@ -45,10 +45,13 @@ EXPERIMENTS: dict[str, tuple[Callable, Callable]] = {
 def run_experiment(config):
     """Run what ``config`` asks for: ``--folds``, ``--train-fraction`` or one training run.
 
-    ``--weights toy-cms`` is pretrained first when it is not in the Keras cache yet.
+    ``--weights toy-cms`` is pretrained first when it is not in the Keras cache yet. Keras is set to
+    ``config.backend`` before anything imports it.
     """
     from transfer.experiments.pretrain import ensure_toy_cms
+    from transfer.training.devices import start_backend
 
+    start_backend(config)
     ensure_toy_cms(config)
     for applies, runner in EXPERIMENTS.values():
         if applies(config):

@@ -354,9 +354,11 @@ def run_grid(data=None, *, backbones=None, optimizers=None, fine_tune=None, out=
     from imgen.cli_guard import is_disk_full
     from transfer.experiments import run_experiment
     from transfer.experiments.grid_report import figures_text, read_run_figures, write_grid_summary
+    from transfer.training.devices import use_backend
     from transfer.training.features import sharing_features
 
     options = {k: v for k, v in options.items() if v is not None}
+    options["backend"] = use_backend(options.get("backend"))  # before anything imports Keras
     if data is not None:
         options["data"] = data
     options.setdefault("verbose", 0)

@@ -127,6 +127,18 @@ def plot_lr_find(table, suggestions: dict, path, title: str = "Learning-rate ran
     return Path(path)
 
 
+def _cycle(batches, steps: int):
+    """``steps`` batches, going round the epochs of ``batches`` (reshuffled each time) as often as needed."""
+    step = 0
+    while len(batches):
+        for batch in batches:
+            if step == steps:
+                return
+            yield batch
+            step += 1
+        batches.on_epoch_end()
+
+
 def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, steps: int = 100,
             divergence: float = 4.0, beta: float = 0.98) -> LRFindResult:
     """Run the range test for ``config`` (see the module docstring); ``config.lr`` is not used."""
@@ -136,7 +148,8 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
     from transfer.optimizers import make_optimizer
     from transfer.training.features import extract_features, feature_dataset
     from transfer.training.inputs import resolve_class_weight
-    from transfer.training.runner import build_run_model, keras_session
+    from transfer.training.devices import keras_session, use_backend
+    from transfer.training.runner import build_run_model
     from transfer.training.stages import LOSS, start_head_stage
 
     if not 0 < start_lr < end_lr:
@@ -146,6 +159,7 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
     if divergence <= 1:
         raise OptionError(f"lr-find: --divergence {divergence:g}: must be > 1")
     out = output_folder(config, Path("runs") / f"lr-find-{get_backbone(config.backbone).name}")
+    use_backend(config.backend)
     with open_data(config) as source:
         plan = plan_run(config, source.view(), out)
         view = plan.view
@@ -156,8 +170,8 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
             class_weight = resolve_class_weight(config.class_weight, labels, len(view.class_names))
             if not plan.from_scratch:
                 stage = "head"
-                features = start_head_stage(
-                    parts, lambda: extract_features(parts.features, view.dataset("train", config.batch_size)))
+                features = start_head_stage(parts, lambda: extract_features(
+                    lambda batches: parts.features.predict(batches, verbose=0), view.dataset("train", config.batch_size)))
                 target = parts.head
                 batches = feature_dataset(features, labels, config.batch_size, True, config.seed)
             else:
@@ -166,7 +180,7 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
             target.compile(optimizer=make_optimizer(config.optimizer, start_lr), loss=LOSS)
             rates = lr_schedule(start_lr, end_lr, steps)
             rows, average, best, diverged = [], 0.0, math.inf, False
-            for step, (x, y) in enumerate(batches.repeat().take(steps)):
+            for step, (x, y) in enumerate(_cycle(batches, steps)):
                 target.optimizer.learning_rate = float(rates[step])
                 loss = float(target.train_on_batch(x, y, class_weight=class_weight))
                 average = beta * average + (1 - beta) * loss

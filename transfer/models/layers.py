@@ -103,7 +103,13 @@ class FeatureScaling(keras.layers.Layer):
     feature and ``scale`` = 1 / root-mean-square spread over all features.
     One scale for all features (not one per feature) keeps near-constant
     features from being blown up. Both are stored as non-trainable weights.
+    Always computes in float32: under mixed precision a 16-bit ``scale`` of a
+    backbone whose features hardly vary (1 / spread above 65504) would be inf.
     """
+
+    def __init__(self, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
 
     def build(self, input_shape):
         self.mean = self.add_weight(name="mean", shape=(input_shape[-1],), initializer="zeros",
@@ -119,7 +125,7 @@ class FeatureScaling(keras.layers.Layer):
         self.scale.assign(1.0 / max(spread, 1e-12))
 
     def call(self, features):
-        return (features - ops.cast(self.mean, features.dtype)) * ops.cast(self.scale, features.dtype)
+        return (ops.cast(features, "float32") - self.mean) * self.scale
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,5 +1,6 @@
-"""The Keras callbacks of a training stage: early stopping, the learning-rate rule, the best weights kept,
-the epoch records of ``history.csv`` and the collapse monitor of :mod:`transfer.evaluation.health`.
+"""The Keras callbacks of a training stage: validation (with the collapse checks of
+:mod:`transfer.evaluation.health`), early stopping, the learning-rate rule, the best weights kept and the epoch
+records of ``history.csv``.
 
 The callback classes subclass ``keras.callbacks.Callback``, so they are defined on first use
 (:func:`keras_callbacks`): importing this module does not import Keras.
@@ -15,6 +16,7 @@ import numpy as np
 from transfer.config import TrainConfig
 from transfer.evaluation.health import (CHANCE_EPOCHS, CHANCE_TOLERANCE, MIN_EVENTS_FOR_CHANCE, chance_loss,
                                         likely_causes, symptoms)
+from transfer.evaluation.metrics import cross_entropy
 from transfer.optimizers import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ def stage_callbacks(config: TrainConfig, keeper, recorder, schedule: LRSchedule)
 
 
 def keras_callbacks():
-    """``(KeepBest, EpochRecorder, CollapseMonitor)``, defined on first use."""
+    """``(KeepBest, EpochRecorder, Validation)``, defined on first use."""
     import keras
 
     class KeepBest(keras.callbacks.Callback):
@@ -70,27 +72,36 @@ def keras_callbacks():
             row["seconds"] = time.perf_counter() - self._start
             self.rows.append(row)
 
-    class CollapseMonitor(keras.callbacks.Callback):
-        """Checks the validation predictions every epoch; warns once, at the epoch a collapse shows."""
+    class Validation(keras.callbacks.Callback):
+        """Scores the validation events at the end of every epoch and puts ``val_loss`` and ``val_accuracy``
+        into the epoch's logs for the callbacks after it (early stopping, the plateau rule, the best weights,
+        history.csv); warns once, with the likely causes, at the epoch the predictions collapse.
 
-        def __init__(self, val_data, val_labels, num_classes: int, context: dict, stage: str):
+        ``score`` is the stage's :class:`~transfer.training.scoring.Scorer`: the model itself, or its float32
+        copy on this device when the model trains data-parallel, so every validation event counts whatever
+        the batch size and the number of devices. Must come first among the callbacks.
+        """
+
+        def __init__(self, score, val_data, val_labels, num_classes: int, context: dict, stage: str):
             super().__init__()
-            self.val_data, self.val_labels = val_data, np.asarray(val_labels)
+            self.score, self.val_data, self.val_labels = score, val_data, np.asarray(val_labels)
             self.num_classes, self.context, self.stage = num_classes, context, stage
             self.chance = chance_loss(val_labels, num_classes)
             self.at_chance = 0
             self.events: list[dict] = []
 
         def on_epoch_end(self, epoch, logs=None):
-            loss = (logs or {}).get("val_loss")
-            loss = None if loss is None else float(loss)
-            if loss is not None and math.isfinite(loss) and loss >= self.chance * (1 - CHANCE_TOLERANCE):
+            scores = np.asarray(self.score(self.val_data), dtype=np.float64)
+            loss = cross_entropy(scores, self.val_labels)
+            if logs is not None:
+                logs["val_loss"] = loss
+                logs["val_accuracy"] = float(np.mean(scores.argmax(axis=1) == self.val_labels))
+            if math.isfinite(loss) and loss >= self.chance * (1 - CHANCE_TOLERANCE):
                 self.at_chance += 1
             else:
                 self.at_chance = 0
-            scores = np.asarray(self.model.predict(self.val_data, verbose=0), dtype=np.float64)
             found = [s for s in symptoms(scores, self.val_labels, self.num_classes) if "loss" not in s]
-            if loss is not None and not math.isfinite(loss):
+            if not math.isfinite(loss):
                 found.append("the validation loss is not finite: training diverged")
             if self.at_chance >= CHANCE_EPOCHS and len(self.val_labels) >= MIN_EVENTS_FOR_CHANCE:
                 found.append(f"the validation loss has stayed at the chance value {self.chance:.3f} for "
@@ -101,4 +112,4 @@ def keras_callbacks():
             if found:
                 self.events.append({"stage": self.stage, "epoch": epoch + 1, "symptoms": found})
 
-    return KeepBest, EpochRecorder, CollapseMonitor
+    return KeepBest, EpochRecorder, Validation

@@ -132,16 +132,16 @@ def feature_key(spec, weights, image_size, view, split: str) -> dict:
     }
 
 
-def extract_features(feature_model, dataset) -> np.ndarray:
-    """Backbone outputs for every image of ``dataset`` (inference mode, one pass)."""
-    return np.asarray(feature_model.predict(dataset, verbose=0), dtype=np.float32)
+def extract_features(score, dataset) -> np.ndarray:
+    """Backbone outputs for every image of ``dataset`` (inference mode, one pass); ``score`` is the feature
+    model's :class:`~transfer.training.scoring.Scorer` (or any ``batches -> array``)."""
+    return np.asarray(score(dataset), dtype=np.float32)
 
 
-def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-    """``tf.data`` of cached (features, label) batches, shuffled like the image pipeline."""
-    import tensorflow as tf
+def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+                    shard: tuple[int, int] = (0, 1), drop_remainder: bool = False):
+    """Batches of cached (features, label), shuffled like the image pipeline (:mod:`transfer.data.batches`)."""
+    from transfer.data.batches import Batches, InMemoryRows
 
-    dataset = tf.data.Dataset.from_tensor_slices((features, np.asarray(labels, dtype=np.int64)))
-    if shuffle:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return Batches(InMemoryRows(features), labels, batch_size, shuffle=shuffle, seed=seed, shard=shard,
+                   drop_remainder=drop_remainder)

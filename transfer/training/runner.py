@@ -35,7 +35,7 @@ from transfer.evaluation.health import input_warnings
 from transfer.evaluation.metrics import SplitScores
 from transfer.evaluation.report import write_run_report
 from transfer.files import staged_folder
-from transfer.training.devices import keras_session, make_strategy
+from transfer.training.devices import hardware, keras_session, open_distribution, start_backend, writes_results
 from transfer.training.features import feature_key
 from transfer.training.inputs import resolve_augment, resolve_class_weight
 from transfer.training.plan import ExperimentPlan, RunPlan, output_folder, plan_run
@@ -99,6 +99,7 @@ def run_training(config: TrainConfig) -> RunResult:
         raise OptionError("folds and train_fraction run several trainings: call "
                           "transfer.experiments.run_experiment(config) (or transfer.experiments.crossval.run_folds, "
                           "transfer.experiments.scan.run_train_fraction_scan)")
+    start_backend(config)
     out = output_folder(config)
     with open_data(config) as source:
         return run_plan(plan_run(config, source.view(), out))
@@ -109,14 +110,19 @@ def run_plan(plan: RunPlan, into: Path | None = None) -> RunResult:
 
     The folder is staged and renamed into place, unless ``into`` is given: an
     already staged folder to write into directly (experiments stage their
-    whole output folder, :func:`run_plans`).
+    whole output folder, :func:`run_plans`). In a multi-process job every
+    process trains and only process 0 writes (the others return a result
+    without metrics).
     """
-    with keras_session(plan.config):
+    start_backend(plan.config)
+    with keras_session(plan.config), open_distribution(plan.config) as distribution:
+        if not distribution.chief:
+            return _train_in(None, plan, distribution)
         if into is not None:
             Path(into).mkdir(parents=True, exist_ok=False)
-            return _train_in(Path(into), plan)
+            return _train_in(Path(into), plan, distribution)
         with staged_folder(plan.out, plan.config.overwrite) as staging:
-            return _train_in(staging, plan)
+            return _train_in(staging, plan, distribution)
 
 
 def run_plans(plan: ExperimentPlan, summarize: Callable) -> tuple[list[RunResult], object]:
@@ -124,8 +130,11 @@ def run_plans(plan: ExperimentPlan, summarize: Callable) -> tuple[list[RunResult
 
     The experiment's ``config.yaml`` (which reproduces all of it) is written
     beside the runs and the summary; the folder appears only when all are done.
-    Returns the runs' results and what ``summarize`` returned.
+    Returns the runs' results and what ``summarize`` returned (None on the
+    processes of a multi-process job that do not write).
     """
+    if plan.runs and not writes_results(plan.runs[0].config):
+        return [run_plan(run) for run in plan.runs], None
     with staged_folder(plan.out, plan.overwrite) as staging:
         runs = [run_plan(run, into=staging / run.name) for run in plan.runs]
         summary = summarize(staging, plan, runs)
@@ -133,7 +142,7 @@ def run_plans(plan: ExperimentPlan, summarize: Callable) -> tuple[list[RunResult
     return runs, summary
 
 
-def build_parts(plan: RunPlan, strategy=None, normalization: dict | None = None):
+def build_parts(plan: RunPlan, distribution=None, normalization: dict | None = None):
     """The :class:`~transfer.models.classifier.TransferModel` for the plan's inputs (checks ``--unfreeze``).
 
     ``normalization`` (per-channel ``mean`` and ``variance`` lists of the
@@ -148,8 +157,7 @@ def build_parts(plan: RunPlan, strategy=None, normalization: dict | None = None)
 
         check_fits(spec, plan.weights.record, view, plan.image_size, config.weights)
     value_range = view.value_range() if spec.pretrained and view.input_dtype != "uint8" else None
-    scope = strategy.scope() if strategy is not None else nullcontext()
-    with scope:
+    with distribution.scope() if distribution is not None else nullcontext():
         parts = build_transfer_model(spec, view.input_shape, len(view.class_names), plan.image_size,
                                      plan.weights.keras_arg, config.head_units, config.dropout,
                                      input_dtype=view.input_dtype, value_range=value_range,
@@ -163,7 +171,7 @@ def _normalization(stats: list[dict]) -> dict:
     return {"mean": [s["mean"] for s in stats], "variance": [max(s["variance"], 1e-12) for s in stats]}
 
 
-def build_run_model(plan: RunPlan, strategy=None):
+def build_run_model(plan: RunPlan, distribution=None):
     """The model a run trains, with the run's recipe; returns ``(parts, input statistics)``.
 
     Networks trained from scratch get their inputs standardised with the
@@ -172,7 +180,7 @@ def build_run_model(plan: RunPlan, strategy=None):
     """
     stats = plan.view.input_statistics(plan.config.seed)
     normalization = _normalization(stats) if not plan.spec.pretrained else None
-    return build_parts(plan, strategy, normalization), stats
+    return build_parts(plan, distribution, normalization), stats
 
 
 @dataclass
@@ -187,35 +195,33 @@ class _Trained:
     health_inputs: dict = field(default_factory=dict)
 
 
-def _train_in(staging: Path, plan: RunPlan) -> RunResult:
-    """Train, evaluate and write the run of ``plan`` into the (staged) folder ``staging``."""
+def _train_in(staging: Path | None, plan: RunPlan, distribution) -> RunResult:
+    """Train, evaluate and write the run of ``plan`` into the (staged) folder ``staging``; with ``staging``
+    None (a process of a multi-process job that does not write), train only."""
     import keras
 
     config, spec, view, weights = plan.config, plan.spec, plan.view, plan.weights
     started = time.perf_counter()
     timing: dict[str, float] = {}
     keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.distribute)
     from_scratch = plan.from_scratch
-    parts, stats = build_run_model(plan, strategy)
+    parts, stats = build_run_model(plan, distribution)
     warnings = input_warnings(stats)
     for warning in warnings:
         log.warning("%s", warning)
     normalized = not spec.pretrained
     class_weight = resolve_class_weight(config.class_weight, view.labels("train"), len(view.class_names))
     augment = resolve_augment(config.augment_on_the_fly, view, from_scratch)
-    train_data = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed, augment=augment)
-    val_data = view.dataset("validation", config.batch_size)
-    context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None), "optimizer": config.optimizer,
-               "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone), "random_frozen_backbone": False}
-    stages = Stages(config, spec, parts, strategy, train_data, val_data, timing, class_weight,
-                     view.labels("validation"), context, n_train=len(view.labels("train")))
+    context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None),
+               "optimizer": config.optimizer, "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone),
+               "random_frozen_backbone": False}
+    stages = Stages(config, spec, parts, distribution, view, augment, timing, class_weight, context)
     if from_scratch:
         if spec.pretrained:
             log.info("%s with random initialisation: training the whole network from the start (a frozen "
                      "random backbone would give the head little to learn from)", spec.name)
             stages.adapt_head(view)
-        stages.train_from_scratch(len(view.labels("train")))
+        stages.train_from_scratch()
         opened = []
     else:
         # grid: frozen-stage features shared across runs on disk (transfer.training.features; a no-op for one run)
@@ -223,6 +229,11 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
         stages.train_head(view, weights.used)
         opened = stages.fine_tune()
     history = history_frame(stages.rows)
+    if staging is None:
+        log.info("process %d of %d: trained; process 0 writes %s", distribution.process_index,
+                 distribution.processes, plan.out)
+        return RunResult(out_dir=plan.out, metrics={}, history=history, class_names=view.class_names,
+                         weights=weights, opened_layers=opened)
     baseline = None
     if config.baseline != "none":
         from transfer.evaluation.baseline import run_baseline
@@ -230,22 +241,27 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
         baseline = run_baseline(view, config.seed, class_weight)
 
     stage_start = time.perf_counter()
+    final = saved_model(parts.model, distribution)
     splits = {}
     for split in ("validation", "test"):
-        data = val_data if split == "validation" else view.dataset("test", config.batch_size)
+        with distribution.outside():
+            scores = final.predict(view.dataset(split, config.batch_size), verbose=0)
         splits[split] = SplitScores(paths=view.ids(split), y_true=view.labels(split),
-                                    scores=np.asarray(parts.model.predict(data, verbose=0), np.float64))
+                                    scores=np.asarray(scores, np.float64))
     timing["evaluation_s"] = time.perf_counter() - stage_start
     timing["total_s"] = time.perf_counter() - started
     described = view.describe()
     info = {
         "backbone": spec.name, "weights_used": weights.used, "weights_reason": weights.reason,
-        "weights_file": weights.file, "weights_pretrained_on": weights.pretrained_on, "training": "from scratch" if from_scratch else "two-stage transfer",
+        "weights_file": weights.file, "weights_pretrained_on": weights.pretrained_on,
+        "training": "from scratch" if from_scratch else "two-stage transfer",
         "training_reason": ("no pretrained weights: the whole network is trained from the start, not "
                             "transfer learning") if from_scratch and spec.pretrained else None,
         "fine_tune": "none (from scratch)" if from_scratch else config.fine_tune, "optimizer": config.optimizer,
         "lr": config.lr, "fine_tune_lr": config.lr * config.fine_tune_lr_factor,
         "lr_schedule": dict(stages.schedules),
+        "backend": config.backend, "hardware": hardware().describe(), "distribution": distribution.describe(),
+        "dtype_policy": keras.config.dtype_policy().name, "batch_size": config.batch_size,
         "image_shape": list(view.input_shape), "image_size": list(plan.image_size),
         "input_normalization": "per-channel standardisation inside the model (training-split mean and std)"
                                if normalized else None,
@@ -259,12 +275,23 @@ def _train_in(staging: Path, plan: RunPlan) -> RunResult:
         "hepvision_version": __version__,
     }
     health_inputs = {"monitor_events": stages.monitor_events, "input_warnings": warnings}
-    metrics = _write_run(staging, plan, _Trained(parts.model, splits, history, info, baseline, health_inputs))
+    metrics = _write_run(staging, plan, _Trained(final, splits, history, info, baseline, health_inputs))
     log.info("run written to %s (test accuracy %.3f)", plan.out, metrics["test"]["accuracy"])
     for warning in metrics["health"]["warnings"]:
         log.warning("%s", warning)
     return RunResult(out_dir=plan.out, metrics=metrics, history=history, class_names=view.class_names,
                      weights=weights, opened_layers=opened)
+
+
+def saved_model(model, distribution):
+    """What is evaluated and saved: ``model`` itself, or its float32 copy on this process's device when it
+    trained in 16 bits or data-parallel (:func:`transfer.models.precision.float32_copy`)."""
+    from transfer.models.precision import float32_copy, needs_copy
+
+    if not distribution.distributed and not needs_copy(model):
+        return model
+    with distribution.outside():
+        return float32_copy(model)
 
 
 def history_frame(rows: list[dict]):

@@ -13,7 +13,6 @@ over all stages are kept.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from contextlib import nullcontext
 from typing import Callable
@@ -22,11 +21,13 @@ import numpy as np
 
 from transfer.config import TrainConfig
 from transfer.data import DataView
+from transfer.errors import OptionError
 from transfer.models.backbones import BackboneSpec
 from transfer.optimizers import LR_SCHEDULES, resolve_lr_schedule
 from transfer.training.callbacks import keras_callbacks, stage_callbacks
 from transfer.training.devices import jit_compile
 from transfer.training.features import extract_features, feature_dataset
+from transfer.training.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _warn_if_constant(features: np.ndarray, backbone: str, weights_used: str) ->
                     "initialisation)" if weights_used == "none" else "")
 
 
-def start_head_stage(parts, train_features: Callable[[], np.ndarray], strategy=None) -> np.ndarray:
+def start_head_stage(parts, train_features: Callable[[], np.ndarray], distribution=None) -> np.ndarray:
     """Freeze the backbone and scale the head's inputs with its features on the training events (which
     ``train_features()`` computes, after freezing); returns those features. Training and ``lr-find`` both start
     the head stage here."""
@@ -60,30 +61,44 @@ def start_head_stage(parts, train_features: Callable[[], np.ndarray], strategy=N
 
     set_trainable(parts.backbone, "frozen")
     features = train_features()
-    with strategy.scope() if strategy is not None else nullcontext():
+    with distribution.scope() if distribution is not None else nullcontext():
         adapt_head(parts.head, features)
     return features
 
 
 class Stages:
-    """The two training stages of one run, and what they leave: epoch records, best val_loss, timing."""
+    """The training stages of one run, and what they leave: epoch records, best val_loss, timing.
 
-    def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, strategy, train_images, val_images,
-                 timing: dict, class_weight: dict | None = None, val_labels=None, context: dict | None = None,
-                 n_train: int = 0):
-        self.config, self.spec, self.parts, self.strategy = config, spec, parts, strategy
-        self.train_images, self.val_images, self.timing = train_images, val_images, timing
-        self.class_weight = class_weight
-        self.KeepBest, self.EpochRecorder, self.CollapseMonitor = keras_callbacks()
-        self.val_labels, self.context = val_labels, dict(context or {})
+    ``view`` gives the batches: the training split shuffled every epoch (``augment``: with the on-the-fly
+    symmetries), split between the processes of a data-parallel job, and the validation split whole.
+    """
+
+    def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, distribution, view: DataView, augment: bool,
+                 timing: dict, class_weight: dict | None = None, context: dict | None = None):
+        self.config, self.spec, self.parts, self.distribution = config, spec, parts, distribution
+        self.view, self.timing, self.class_weight = view, timing, class_weight
+        self.n_train = len(view.labels("train"))
+        self.train_images = self._train_batches(view, augment)
+        self.val_images = view.dataset("validation", config.batch_size)
+        self.KeepBest, self.EpochRecorder, self.Validation = keras_callbacks()
+        self.val_labels, self.context = view.labels("validation"), dict(context or {})
         self.monitor_events: list[dict] = []
         self.rows: list[dict] = []
         self.keeper = None
         self.schedules: dict[str, str] = {}   # stage -> --lr-schedule used
-        self.steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))   # what a schedule counts in
+        self.steps_per_epoch = len(self.train_images)   # what a schedule counts in
         self.best: dict = {}
         #: ``feature_key(split)`` for features shared across runs (transfer.training.features), or None.
         self.feature_key = None
+
+    def _train_batches(self, view: DataView, augment: bool):
+        dist = self.distribution
+        batches = view.dataset("train", self.config.batch_size, shuffle=True, seed=self.config.seed,
+                               augment=augment, shard=dist.shard, drop_remainder=dist.drop_remainder)
+        if not len(batches):
+            raise OptionError(f"--batch-size {self.config.batch_size}: larger than the {self.n_train} training "
+                              f"events, and data-parallel training ({dist.describe()}) uses whole batches only")
+        return batches
 
     def _features(self, split: str, dataset):
         """The frozen backbone's outputs on ``split``, shared through the active feature store if any."""
@@ -91,7 +106,7 @@ class Stages:
 
         shared = self.feature_key is not None and active_store() is not None  # the key costs a pass over the files
         return shared_features(self.feature_key(split) if shared else None,
-                               lambda: extract_features(self.parts.features, dataset))
+                               lambda: extract_features(Scorer(self.parts.features, self.distribution), dataset))
 
     def _fit(self, target, learning_rate: float, stage: str, train_data, val_data, epochs: int, keeper):
         import keras
@@ -102,19 +117,18 @@ class Stages:
         name = resolve_lr_schedule(self.config.lr_schedule, stage == "from-scratch")
         self.schedules[stage] = name
         schedule = LR_SCHEDULES[name]
-        callbacks = stage_callbacks(self.config, keeper, recorder, schedule) + [keras.callbacks.TerminateOnNaN()]
-        if self.val_labels is not None:
-            monitor = self.CollapseMonitor(val_data, self.val_labels, self.context["num_classes"], self.context,
-                                           stage)
-            callbacks.append(monitor)
-        with self.strategy.scope():
+        validation = self.Validation(Scorer(target, self.distribution), val_data, self.val_labels,
+                                     self.context["num_classes"], self.context, stage)
+        callbacks = [validation, *stage_callbacks(self.config, keeper, recorder, schedule),
+                     keras.callbacks.TerminateOnNaN()]
+        self.distribution.synchronise_batch_norm(target)
+        with self.distribution.scope():
             rate = schedule.rate(learning_rate, epochs, self.steps_per_epoch)
             target.compile(optimizer=make_optimizer(self.config.optimizer, rate), loss=LOSS,
                            metrics=["accuracy"], jit_compile=jit_compile(self.config.xla))
-        target.fit(train_data, validation_data=val_data, epochs=epochs, verbose=self.config.verbose,
-                   shuffle=False, callbacks=callbacks, class_weight=self.class_weight)
-        if self.val_labels is not None:
-            self.monitor_events += monitor.events
+        target.fit(train_data, epochs=epochs, verbose=self.config.verbose, shuffle=False, callbacks=callbacks,
+                   class_weight=self.class_weight)
+        self.monitor_events += validation.events
         self.rows += recorder.rows
         self.keeper = keeper
         return len(recorder.rows)
@@ -129,12 +143,14 @@ class Stages:
         """
         from transfer.models.classifier import adapt_head
 
-        features = np.concatenate([np.asarray(self.parts.features(x, training=True), dtype=np.float32)
-                                   for x, _ in view.dataset("train", self.config.batch_size)])
-        with self.strategy.scope():
+        features_model = Scorer(self.parts.features, self.distribution).current()
+        with self.distribution.outside():
+            features = np.concatenate([np.asarray(features_model(x, training=True), dtype=np.float32)
+                                       for x, _ in view.dataset("train", self.config.batch_size)])
+        with self.distribution.scope():
             adapt_head(self.parts.head, features)
 
-    def train_from_scratch(self, n_train: int) -> None:
+    def train_from_scratch(self) -> None:
         """The one stage of a network trained from scratch: every layer, at ``lr``, for ``epochs``.
 
         BatchNorm moving averages get the compact networks' momentum (0.9): Keras' MobileNetV2 uses
@@ -155,23 +171,24 @@ class Stages:
         epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
                            config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
-        self.timing["from_scratch_events_per_s"] = n_train * epochs / self.timing["from_scratch_stage_s"]
+        self.timing["from_scratch_events_per_s"] = self.n_train * epochs / self.timing["from_scratch_stage_s"]
         self.best = {"stage": "from-scratch", "epoch": (self.keeper.where or 0) + 1, "val_loss": self.keeper.best}
 
     def train_head(self, view: DataView, weights_used: str) -> None:
         """Stage 1: the head on the frozen backbone, on cached features unless augmenting on the fly."""
-        config, parts = self.config, self.parts
+        config, parts, dist = self.config, self.parts, self.distribution
         started = time.perf_counter()
         y_train, y_val = view.labels("train"), view.labels("validation")
         unshuffled = view.dataset("train", config.batch_size)
-        train_features = start_head_stage(parts, lambda: self._features("train", unshuffled), self.strategy)
+        train_features = start_head_stage(parts, lambda: self._features("train", unshuffled), dist)
         _warn_if_constant(train_features, self.spec.name, weights_used)
         self.context["random_frozen_backbone"] = weights_used == "none"
         if config.uses_feature_cache:
             val_features = self._features("validation", self.val_images)
             self.timing["feature_extraction_s"] = time.perf_counter() - started
             target = parts.head
-            train_data = feature_dataset(train_features, y_train, config.batch_size, True, config.seed)
+            train_data = feature_dataset(train_features, y_train, config.batch_size, True, config.seed,
+                                         shard=dist.shard, drop_remainder=dist.drop_remainder)
             val_data = feature_dataset(val_features, y_val, config.batch_size, False, config.seed)
         else:
             target, train_data, val_data = parts.model, self.train_images, self.val_images
@@ -188,7 +205,7 @@ class Stages:
         """
         from transfer.models.freezing import is_batch_norm, set_trainable
 
-        config, spec, parts = self.config, self.spec, self.parts
+        config, parts = self.config, self.parts
         if config.fine_tune == "frozen" or not config.fine_tune_epochs:
             return []
         started = time.perf_counter()

@@ -1,11 +1,12 @@
-"""transfer.data.images: data folders, splits, image checks, tf.data pipelines."""
+"""transfer.data.images and transfer.data.batches: data folders, splits, image checks, numpy batches."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from imgen.split import assign_split
 from tests._transfer_data import make_blob_dataset
-from transfer.data.images import SPLIT_SOURCE, hash_split, load_image_dataset, make_tf_dataset
+from transfer.data.batches import Batches, InMemoryRows, decode_png, physics_augment
+from transfer.data.images import SPLIT_SOURCE, hash_split, image_batches, load_image_dataset
 from transfer.errors import TransferError
 
 
@@ -114,30 +115,67 @@ def test_folder_split_is_the_one_rule_over_the_file_names_event():
     assert hash_split(files[::-1], classes[::-1], (0.8, 0.1, 0.1), seed=1) == splits[::-1]  # order-free
 
 
-def test_tf_pipeline_decodes_shuffles_and_augments(tmp_path):
+def test_batches_decode_shuffle_per_epoch_and_augment(tmp_path):
     root = make_blob_dataset(tmp_path / "d", classes=("a", "b"), per_class=10, size=32)
     data = load_image_dataset(root)
     paths, labels = data.paths("train"), data.labels("train")
     assert len(paths) == 12
-    plain = make_tf_dataset(paths, labels, channels=1, batch_size=4)
-    batches = list(plain.as_numpy_iterator())
-    images = np.concatenate([b[0] for b in batches])
+    plain = image_batches(paths, labels, (32, 32, 1), batch_size=5)
+    assert len(plain) == 3  # the short last batch is kept
+    images = np.concatenate([b[0] for b in plain])
     assert images.shape == (12, 32, 32, 1) and images.dtype == np.uint8
     assert np.array_equal(images[0, ..., 0], np.asarray(Image.open(paths[0])))
-    assert np.array_equal(np.concatenate([b[1] for b in batches]), labels)
+    assert np.array_equal(np.concatenate([b[1] for b in plain]), labels)
 
-    shuffled = make_tf_dataset(paths, labels, channels=1, batch_size=12, shuffle=True, seed=5)
-    epoch1, epoch2 = (next(iter(shuffled))[1].numpy() for _ in range(2))
+    shuffled = image_batches(paths, labels, (32, 32, 1), batch_size=12, shuffle=True, seed=5)
+    epoch1 = shuffled[0][1]
+    shuffled.on_epoch_end()
+    epoch2 = shuffled[0][1]
     assert sorted(epoch1) == sorted(labels) and not np.array_equal(epoch1, labels)
+    assert not np.array_equal(epoch1, epoch2)  # reshuffled every epoch
+    again = image_batches(paths, labels, (32, 32, 1), batch_size=12, shuffle=True, seed=5)
+    assert np.array_equal(again[0][1], epoch1)  # ... from the seed alone
 
-    augmented = make_tf_dataset(paths, labels, channels=1, batch_size=12, augment=True, seed=5)
-    aug_images, aug_labels = next(iter(augmented))
+    augmented = image_batches(paths, labels, (32, 32, 1), batch_size=12, augment=True, seed=5)
+    aug_images, aug_labels = augmented[0]
     assert aug_images.shape == images.shape and np.array_equal(aug_labels, labels)
     # rolls and flips move pixels but keep each image's pixel values
-    for original, moved in zip(images, aug_images.numpy()):
+    for original, moved in zip(images, aug_images):
         assert np.array_equal(np.sort(original.ravel()), np.sort(moved.ravel()))
-    assert not np.array_equal(aug_images.numpy(), images)
+    assert not np.array_equal(aug_images, images)
 
-    unlabelled = make_tf_dataset(paths, None, channels=3, batch_size=5)
-    first = next(iter(unlabelled))
-    assert first.shape == (5, 32, 32, 3)
+    unlabelled = image_batches(paths, None, (32, 32, 1), batch_size=5)
+    first = unlabelled[0]
+    assert len(first) == 1 and first[0].shape == (5, 32, 32, 1)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P"])
+def test_png_decoding_gives_what_tensorflow_decode_png_gives(tmp_path, mode):
+    """One decoding rule on every backend: the numpy decoder equals tf.io.decode_png for every accepted mode."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    channels = {"L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3}[mode]
+    image = Image.fromarray(rng.integers(0, 256, (9, 7, 4), dtype=np.uint8), "RGBA").convert(mode)
+    path = tmp_path / f"{mode}.png"
+    image.save(path)
+    expected = tf.io.decode_png(tf.io.read_file(str(path)), channels=channels).numpy()
+    assert np.array_equal(decode_png(str(path), channels), expected)
+
+
+def test_a_batch_shared_by_processes_is_the_single_process_batch_cut_in_parts():
+    """Data-parallel processes each get their part of every global batch; their parts make up the batch one
+    process would see, augmentation included, and a short last batch is dropped."""
+    x = np.arange(26 * 4 * 4, dtype=np.uint8).reshape(26, 4, 4, 1)
+    labels = np.arange(26) % 2
+    whole = Batches(InMemoryRows(x), labels, 8, shuffle=True, seed=3, augment=physics_augment, drop_remainder=True)
+    parts = [Batches(InMemoryRows(x), labels, 8, shuffle=True, seed=3, augment=physics_augment, shard=(i, 2),
+                     drop_remainder=True) for i in range(2)]
+    assert len(whole) == len(parts[0]) == 3
+    for epoch in range(2):
+        for index in range(3):
+            joined = [np.concatenate(pieces) for pieces in zip(*(part[index] for part in parts))]
+            assert all(np.array_equal(a, b) for a, b in zip(joined, whole[index]))
+        for batches in (whole, *parts):
+            batches.on_epoch_end()
+    with pytest.raises(ValueError, match="divide"):
+        Batches(InMemoryRows(x), labels, 7, shard=(0, 2), drop_remainder=True)
