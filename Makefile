@@ -15,8 +15,8 @@ $(STAMP): setup.py imgen/VERSION
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# the export extra too (onnx, onnxruntime, tf2onnx, hls4ml), so that `make test` and CI run the
-	@# export tests, which skip without it
-	$(PY) -m pip install --quiet -e ".[$(TF),dev,export]"
+	@# export tests, which skip without it; and JAX (CPU), whose subset of the suite runs beside TensorFlow's
+	$(PY) -m pip install --quiet -e ".[$(TF),jax,dev,export]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -1,9 +1,10 @@
 """Packaging for hepvision: three top-level packages, one distribution.
 
-TensorFlow is chosen through an extra on purpose (see README, "Installing"):
-``pip install -e .[cpu]`` takes the small CPU-only wheel, ``.[gpu]`` the CUDA
-build, and on Colab the preinstalled TensorFlow is used as it is. ``imgen``
-and ``augment`` never import TensorFlow, so a rendering node needs neither.
+The Keras backend is chosen through an extra on purpose (see README, "Installing"):
+``pip install -e .[cpu]`` takes the small CPU-only TensorFlow wheel, ``.[gpu]`` its
+CUDA build, ``.[jax]`` / ``.[jax-gpu]`` JAX (``--backend jax``), and on Colab the
+preinstalled TensorFlow is used as it is. ``imgen`` and ``augment`` import
+neither, so a rendering node needs none.
 """
 from pathlib import Path
 
@@ -51,6 +52,10 @@ setup(
         "cpu": ["tensorflow-cpu>=2.16"],
         # CUDA build plus NVIDIA runtime libraries from PyPI (GPU nodes)
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # Keras on JAX (--backend jax): GPU nodes without TensorFlow, data-parallel training across processes
+        # and nodes (Keras 3 cannot train multi-worker on TensorFlow); CPU build here, CUDA build below
+        "jax": ["jax>=0.4.30"],
+        "jax-gpu": ["jax[cuda12]>=0.4.30"],
         # python -m transfer export: ONNX (Keras' own export runs tf2onnx; onnxruntime checks it),
         # hls4ml firmware for FPGAs (its C++ emulation is built with the system g++)
         "export": ["onnx>=1.16", "onnxruntime>=1.17", "tf2onnx>=1.16", "hls4ml>=1.1"],

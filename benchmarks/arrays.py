@@ -13,9 +13,10 @@ its own so that its peak resident memory (``ru_maxrss``) is its own:
 * **train**: one compact network (default ``cnn``, the benchmark's
   reference) trained from three sources taking turns epoch by epoch, so a
   busy machine slows all of them alike: batches streamed from the file
-  through ``tf.data.Dataset.from_generator`` + prefetch; the same number of
-  events held in a NumPy array through the very same pipeline (only the
-  source differs); and that array given straight to ``model.fit(x, y)``.
+  through the training pipeline (``transfer.data.batches.Batches`` over
+  ``transfer.data.arrays.ArrayRows``: chunked reads, prefetching); the same
+  number of events held in a NumPy array through the very same pipeline (only
+  the rows differ); and that array given straight to ``model.fit(x, y)``.
   The first epoch of each (graph tracing, first reads) is not timed.
 
 Targets: memory below 2 GB whatever the file size; streamed throughput within
@@ -97,7 +98,8 @@ def interleaved_training(ds, args, transform) -> tuple[dict[str, list[float]], i
     Taking turns epoch by epoch means a busy machine slows every source alike,
     so the ratios stay meaningful where absolute rates drift.
     """
-    import tensorflow as tf
+    from transfer.data.arrays import ArrayRows
+    from transfer.data.batches import Batches, InMemoryRows
 
     model = make_model(args.network, args.seed)
     baseline = psutil.Process().memory_info().rss  # TensorFlow loaded, model built
@@ -106,26 +108,10 @@ def interleaved_training(ds, args, transform) -> tuple[dict[str, list[float]], i
     held_x, held_y = ds.read_batch(np.sort(rng.choice(len(ds), min(len(ds), images), replace=False)))
     held_x = transform(held_x)
 
-    def from_file(epoch):
-        return ds.batches(batch_size=args.batch, shuffle=True, seed=args.seed + epoch, transform=transform,
-                          chunk_events=args.chunk_events)
-
-    def from_memory(epoch):
-        order = np.random.default_rng(args.seed + epoch).permutation(len(held_y))
-        for i in range(0, len(order), args.batch):
-            take = np.sort(order[i:i + args.batch])
-            yield held_x[take], held_y[take]
-
-    def pipeline(batches):  # the same tf.data pipeline for both: only the source differs
-        def generator():
-            epoch = 0
-            while True:
-                yield from batches(epoch)
-                epoch += 1
-        signature = (tf.TensorSpec((None, 32, 32, 2), tf.float32), tf.TensorSpec((None,), tf.int64))
-        return tf.data.Dataset.from_generator(generator, output_signature=signature).prefetch(tf.data.AUTOTUNE)
-
-    stream, memory = pipeline(from_file), pipeline(from_memory)
+    everything = np.arange(len(ds))
+    stream = Batches(ArrayRows(ds, everything, transform, args.chunk_events), ds.labels, args.batch, shuffle=True,
+                     seed=args.seed)
+    memory = Batches(InMemoryRows(held_x), held_y, args.batch, shuffle=True, seed=args.seed)  # same pipeline
     sources = {
         "stream": lambda m, cb: m.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=cb),
         "memory": lambda m, cb: m.fit(memory, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=cb),
@@ -215,7 +201,7 @@ def main(argv=None) -> int:
           "process after imports and opening)")
     print(f"training {args.network}, batch {args.batch}, {args.rounds} rounds of {args.steps} steps per source "
           f"(median images/s, per-round values):")
-    for name, label in (("stream", "streamed from HDF5, tf.data"), ("memory", "in memory, same tf.data"),
+    for name, label in (("stream", "streamed from HDF5, the training pipeline"), ("memory", "in memory, same pipeline"),
                         ("memory-fit", "in memory, fit(x, y)")):
         values = ", ".join(f"{v:.0f}" for v in train["rates"][name])
         print(f"  {label:<28} {median[name]:7.0f}   ({values})")

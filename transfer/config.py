@@ -176,7 +176,7 @@ class TrainConfig:
              "--augment-on-the-fly) (default: on)")
     augment_on_the_fly: Optional[bool] = option(
         None, group="data",
-        help="light physics augmentation of training images inside tf.data: random roll along phi, flips "
+        help="light physics augmentation of training images, drawn on the fly: random roll along phi, flips "
              "eta->-eta and phi->-phi. Turns the frozen-stage feature cache off, so the head stage is much "
              "slower (default: on for networks trained from scratch on eta-phi images rendered by imgen, off "
              "otherwise)")

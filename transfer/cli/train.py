@@ -134,7 +134,9 @@ def run(argv: list[str]) -> int:
     from transfer.experiments import run_experiment
 
     result = run_experiment(config)
-    if not result.metrics and config.distribute == "multiworker":  # a process of the job that does not write
+    from transfer.training.devices import writes_results
+
+    if not writes_results(config):  # a process of a multi-process job other than process 0
         print(f"trained as one process of the job; process 0 writes {result.out_dir}")
         return 0
     print("\n".join(result.summary_lines()))
@@ -153,6 +155,16 @@ WORKER_ENV = "HEPVISION_JOB_PROCESS"
 ABORTED = (-signal.SIGABRT, 128 + signal.SIGABRT)
 
 
+def _die_with_parent() -> None:
+    """In the child (Linux): end when this process ends, even by SIGKILL, instead of training on alone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def supervise(argv: list[str]) -> int:
     """Run this command as a child process and say in one line how a multi-process job ended.
 
@@ -163,7 +175,8 @@ def supervise(argv: list[str]) -> int:
     from imgen.cli_guard import Terminated
     from transfer.training.devices import CLUSTER_TIMEOUT_S, HEARTBEAT_TIMEOUT_S
 
-    child = subprocess.Popen([sys.executable, "-m", "transfer", *argv], env={**os.environ, WORKER_ENV: "1"})
+    child = subprocess.Popen([sys.executable, "-m", "transfer", *argv], env={**os.environ, WORKER_ENV: "1"},
+                             preexec_fn=_die_with_parent)
     try:
         status = child.wait()
     except (KeyboardInterrupt, Terminated) as stop:

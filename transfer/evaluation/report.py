@@ -78,6 +78,16 @@ def _data_row(metrics: dict) -> str:
     return f"| images | {shape} px, seen by the backbone at {size} |"
 
 
+def _hardware_rows(metrics: dict) -> list[str]:
+    """Where the run computed: Keras backend and devices, data parallelism, float policy, batch size."""
+    if not metrics.get("backend"):
+        return []  # runs written before the backends were recorded
+    policy = metrics.get("dtype_policy", "float32")
+    compute = "float32" if policy == "float32" else f"{policy} (16-bit compute, float32 weights; saved in float32)"
+    return [f"| computed on | {metrics.get('hardware', metrics['backend'])}, {metrics.get('distribution', 'one device')}"
+            f", global batch {metrics.get('batch_size', '?')} |", f"| precision | {compute} |"]
+
+
 def report_markdown(metrics: dict, class_names: list[str]) -> str:
     """The one-page ``report.md``: settings, data, numbers and the figures."""
     weights = metrics["weights_used"]
@@ -114,6 +124,7 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
     lines += [
         f"| best epoch (lowest validation loss) | {metrics['best']['stage']} stage, epoch {metrics['best']['epoch']} |",
         f"| time | {timing.get('total_s', 0):.0f} s in all |",
+        *_hardware_rows(metrics),
         "",
         "## Data (events per class)", "",
         "| split | " + " | ".join(class_names) + " | all |", "|---|" + "---|" * (len(class_names) + 1),

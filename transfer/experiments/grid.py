@@ -359,6 +359,9 @@ def run_grid(data=None, *, backbones=None, optimizers=None, fine_tune=None, out=
 
     options = {k: v for k, v in options.items() if v is not None}
     options["backend"] = use_backend(options.get("backend"))  # before anything imports Keras
+    if options.get("distribute") == "multiworker":
+        raise TransferError("grid: --distribute multiworker trains one run (or --folds, --train-fraction) across "
+                            "processes; train a grid's cells one by one, or each with --distribute mirrored")
     if data is not None:
         options["data"] = data
     options.setdefault("verbose", 0)

@@ -158,6 +158,8 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
         raise OptionError(f"lr-find: --steps {steps}: need at least {MIN_STEPS + 1}")
     if divergence <= 1:
         raise OptionError(f"lr-find: --divergence {divergence:g}: must be > 1")
+    if config.distribute != "none":
+        raise OptionError(f"lr-find: --distribute {config.distribute}: the range test runs on one device")
     out = output_folder(config, Path("runs") / f"lr-find-{get_backbone(config.backbone).name}")
     use_backend(config.backend)
     with open_data(config) as source:
