@@ -28,7 +28,8 @@
 #   OUTDIR   where the results go (default: $OUT if set, else ./gpu_check_out): summary.md, check.log (all
 #            output), throughput.md and throughput.json (the table), gpu_py.log, pytest_jax.xml, demo_report.md
 #   --quick  a smoke run for a CPU (32 px, few steps, small demo, longer limits): tests this script, not a GPU
-# Environment: PYTHON (default python3), GPU_CHECK_SITE (default /tmp/site), GPU_CHECK_SECONDS, GPU_CHECK_TEST_WORKERS.
+# Environment: PYTHON (default python3), GPU_CHECK_SITE (default /tmp/site), GPU_CHECK_SECONDS, GPU_CHECK_TEST_WORKERS,
+# GPU_CHECK_WHEELS=no (an environment that has keras already, e.g. the project's .venv with jax added).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -98,8 +99,8 @@ echo "GPU check of $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '
 
 # 1. The project's other needs, from the wheels (no network), into $SITE only.
 install_wheels() {
-    if ! ls "$ROOT"/.whl/*.whl > /dev/null 2>&1; then
-        echo "no wheels in $ROOT/.whl (see this script's header); using what $PY already has"
+    if [ "${GPU_CHECK_WHEELS:-yes}" = no ] || ! ls "$ROOT"/.whl/*.whl > /dev/null 2>&1; then
+        echo "no wheels installed (none in $ROOT/.whl, or GPU_CHECK_WHEELS=no): using what $PY already has"
         "$PY" -c "import keras" || return 1
         return 0
     fi
