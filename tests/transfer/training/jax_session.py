@@ -2,7 +2,8 @@
 
 ``python tests/transfer/training/jax_session.py WORK IMAGES ARRAYS TF_MODEL``: trains from scratch on the images,
 fine-tunes from that run in two stages (feature cache), a 2x1x1 grid, a run on HDF5 arrays, an lr-find; scores
-the images with the JAX run and with TF_MODEL (a model saved under TensorFlow); writes WORK/session.json.
+the images with the JAX run and with TF_MODEL (a model saved under TensorFlow; ``-`` where there is none);
+writes WORK/session.json. One epoch each: compiling dominates on a CPU.
 Every call is the library's own (the commands call the same functions).
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from transfer import TrainConfig, lr_find, predict, run_experiment, run_grid  # 
 
 def main(work: str, images: str, arrays: str, tf_model: str) -> None:
     work = Path(work)
-    common = dict(epochs=2, batch_size=12, verbose=0, baseline="none", backend="jax")
+    common = dict(epochs=1, batch_size=12, verbose=0, baseline="none", backend="jax")
     scratch = run_experiment(TrainConfig(data=images, backbone="resnet15", out=str(work / "scratch"), **common))
     two_stage = run_experiment(TrainConfig(data=images, backbone="resnet15", weights=str(scratch.out_dir),
                                            fine_tune="full", fine_tune_epochs=1, out=str(work / "two-stage"),
@@ -30,9 +31,10 @@ def main(work: str, images: str, arrays: str, tf_model: str) -> None:
     arrays_run = run_experiment(TrainConfig(data=arrays, x_key="X", y_key="y", classes="electron,photon",
                                             backbone="cnn", out=str(work / "arrays"), **common))
     found = lr_find(TrainConfig(data=images, backbone="cnn", out=str(work / "lr-find"), batch_size=12, verbose=0,
-                                backend="jax"), steps=12)
+                                backend="jax"), steps=8)
     predict(scratch.model_path, [images]).to_csv(work / "scratch_under_jax.csv", index=False)
-    predict(tf_model, [images]).to_csv(work / "tf_model_under_jax.csv", index=False)
+    if tf_model != "-":
+        predict(tf_model, [images]).to_csv(work / "tf_model_under_jax.csv", index=False)
     predict(arrays_run.model_path, [arrays], x_key="X").to_csv(work / "arrays_under_jax.csv", index=False)
     import keras
 

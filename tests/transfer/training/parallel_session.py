@@ -34,7 +34,7 @@ def main(work: str, images: str) -> None:
     work = Path(work)
     # SGD, no dropout, no augmentation: every step is a function of the global batch alone (Adam would turn
     # float rounding in a near-zero gradient into a full-size step of opposite sign)
-    common = dict(data=images, backbone="resnet15", optimizer="sgd", lr_schedule="plateau", patience=0, epochs=2,
+    common = dict(data=images, backbone="resnet15", optimizer="sgd", lr_schedule="plateau", patience=0, epochs=1,
                   batch_size=12, verbose=0, baseline="none", backend=BACKEND)
     runs = {mode: run_experiment(TrainConfig(distribute=mode, out=str(work / f"{BACKEND}-{mode}"), **common))
             for mode in ("none", "mirrored")}
