@@ -10,7 +10,7 @@ from transfer.weights.toy_cms import (DEFAULT_EPOCHS, DEFAULT_EVENTS, DEFAULT_IM
                                       TOY_CMS_EPOCHS_ENV, TOY_CMS_EVENTS_ENV, TOY_CMS_FOLDER)
 
 #: Training options passed through to TrainConfig (for --data).
-PASSED_OPTIONS = ("x_key", "y_key", "classes", "channels", "scale", "batch_size", "lr", "patience")
+PASSED_OPTIONS = ("x_key", "y_key", "classes", "channels", "scale", "batch_size", "lr", "patience", "backend")
 
 
 def build_pretrain_parser(prog: str = "python -m transfer pretrain") -> argparse.ArgumentParser:
@@ -63,6 +63,8 @@ def build_pretrain_parser(prog: str = "python -m transfer pretrain") -> argparse
     training.add_argument("--lr", type=float, metavar="RATE", help="learning rate (default: 1e-3)")
     training.add_argument("--patience", type=int, metavar="N",
                           help="early-stopping patience in epochs (default: as for training from scratch)")
+    training.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
+                          help="Keras backend to train with (default: $KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, metavar="0|1|2",
                         help="Keras progress: 0 silent, 1 bars, 2 one line per epoch (default: 2)")
