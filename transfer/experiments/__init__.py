@@ -45,12 +45,18 @@ EXPERIMENTS: dict[str, tuple[Callable, Callable]] = {
 def run_experiment(config):
     """Run what ``config`` asks for: ``--folds``, ``--train-fraction`` or one training run.
 
-    ``--weights toy-cms`` is pretrained first when it is not in the Keras cache yet.
+    ``--weights toy-cms`` is pretrained first when it is not in the Keras cache yet. The output folder is
+    locked from the start (:func:`transfer.files.output_lock`): a second run on the same ``out`` is refused
+    before it opens any data.
     """
-    from transfer.experiments.pretrain import ensure_toy_cms
+    from pathlib import Path
 
-    ensure_toy_cms(config)
-    for applies, runner in EXPERIMENTS.values():
-        if applies(config):
-            return runner(config)
+    from transfer.experiments.pretrain import ensure_toy_cms
+    from transfer.files import output_lock
+
+    with output_lock(Path(config.out or config.default_out())):
+        ensure_toy_cms(config)
+        for applies, runner in EXPERIMENTS.values():
+            if applies(config):
+                return runner(config)
     raise AssertionError("the single run always applies")
