@@ -125,7 +125,8 @@ def figures_text(figures: dict | None) -> str:
     if not figures:
         return "no results"
     f = figures
-    health = "COLLAPSED" if f["collapsed"] else ("healthy" if not f["warnings"] else f"healthy, {f['warnings']} warning(s)")
+    health = ("COLLAPSED" if f["collapsed"] else "healthy" if not f["warnings"]
+              else f"healthy, {int(f['warnings'])} warning(s)")
     return (f"test accuracy {_with_interval(f['test_accuracy'], f.get('test_accuracy_low'), f.get('test_accuracy_high'))}, "
             f"ROC AUC {_with_interval(f['test_auc'], f.get('test_auc_low'), f.get('test_auc_high'))}, {health}")
 
