@@ -295,7 +295,7 @@ def test_ctrl_c_during_cross_validation_says_one_line_and_leaves_nothing(tmp_pat
     pytest.importorskip("keras")
     from tests._transfer_data import make_blob_dataset
 
-    data = make_blob_dataset(tmp_path / "images", classes=("a", "b"), per_class=9, size=8)
+    data = make_blob_dataset(tmp_path / "images", classes=("a", "b"), per_class=20, size=8)
     out = tmp_path / "cv"
     process = _command("transfer", "--data", data, "--backbone", "mlp", "--epochs", "100000", "--patience", "0",
                        "--folds", "2", "--verbose", "0", "--baseline", "none", "--out", out, start_new_session=True)
