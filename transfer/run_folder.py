@@ -124,10 +124,15 @@ def save_model(folder: str | os.PathLike, model) -> Path:
 # --------------------------------------------------------------------------
 
 def require_model(model_path: str | os.PathLike) -> Path:
-    """``model_path`` when it is a file; else the error every command gives for a missing ``--model``."""
-    model_path = Path(model_path)
+    """The ``model.keras`` that ``--model`` names (the file, or a run folder holding it, as ``--weights RUN``
+    takes one); else the error every command gives for a missing ``--model``."""
+    given = Path(model_path)
+    model_path = model_file(given)
+    if given.is_dir() and not model_path.is_file():
+        raise RunFolderError(f"--model {given}: a folder without {MODEL_FILE}; give a run folder (written by "
+                             f"python -m transfer) or its {MODEL_FILE}")
     if not model_path.is_file():
-        raise RunFolderError(f"--model {model_path}: no such file")
+        raise RunFolderError(f"--model {given}: no such file or run folder")
     return model_path
 
 
