@@ -385,8 +385,8 @@ class ExplainResult:
         lines = [f"explained {len(e.labels)} events ({self.events.origin}): {self.folder}"]
         lines += [check.text() for check in e.sanity.values()]
         if e.completeness is not None:
-            lines.append(f"integrated gradients: the maps sum to the change of the log-odds from the baseline "
-                         f"within {e.completeness:.1%} (median over events)")
+            lines.append(f"integrated gradients: the maps sum to the change of the log-odds from the empty-detector "
+                         f"baseline within {e.completeness:.1%} (completeness)")
         return lines
 
 
@@ -488,12 +488,12 @@ def explain_run(run: str | os.PathLike, data: list | None = None, x_key: str | N
 
     write_text_atomic(files[1], json.dumps(_summary(explanation, chosen, methods), indent=2) + "\n")
     draw_sanity(files[2], explanation, chosen.geometry)
-    for name in methods:
-        stale = folder / rf.explain_class_maps_png(name)
+    for name in METHODS:
+        png = folder / rf.explain_class_maps_png(name)
         if name in explanation.shown:
-            files.append(draw_class_maps(stale, name, explanation, chosen.geometry))
-        elif stale.exists():
-            stale.unlink()  # an earlier explanation's figure of a method that fails now
+            files.append(draw_class_maps(png, name, explanation, chosen.geometry))
+        elif png.exists():
+            png.unlink()  # an earlier explanation's figure, of a method not asked for or failing now
     for which, png in rf.EXPLAIN_EVENTS_PNG.items():
         if explanation.shown and len(explanation.event_ids.get(which, [])):
             files.append(draw_events(folder / png, which, explanation, chosen.geometry, [chosen.ids[i] for i in
