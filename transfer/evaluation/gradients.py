@@ -48,6 +48,8 @@ def differentiable(model):
     if "float" in str(source.dtype):
         return model
     inputs = keras.Input(tuple(source.shape[1:]), dtype="float32", name="image_float")
+    if isinstance(model.input, (list, tuple)):  # a loaded model.keras keeps its input in a list
+        inputs = [inputs]
     return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)
 
 
