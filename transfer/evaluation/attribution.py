@@ -1,6 +1,6 @@
 """Attribution maps (where a class's score comes from, cell by cell) and the check that they mean anything.
 
-Three methods, one entry each in :data:`METHODS`, all built on :func:`transfer.evaluation.gradients.input_gradients`
+Four methods, one entry each in :data:`METHODS`, all built on :func:`transfer.evaluation.gradients.input_gradients`
 (the log-odds ln[p_c / sum of the other p] of class c, differentiated with respect to the model's input):
 
 * ``saliency`` (Simonyan et al. 2013): |gradient|, how strongly the log-odds respond to each cell;
@@ -10,7 +10,10 @@ Three methods, one entry each in :data:`METHODS`, all built on :func:`transfer.e
   straight path from a baseline x0 to x. Signed (evidence for the class is positive, against negative) and
   complete: the map sums to the log-odds at x minus those at x0, which :func:`completeness` checks. The
   baseline is the value most cells hold (per channel, the median over the events): an empty detector
-  whatever the scaling (0 MeV, its log, its standardised value), the background of a rendered image.
+  whatever the scaling (0 MeV, its log, its standardised value), the background of a rendered image;
+* ``gradcam`` (Selvaraju et al. 2017), for networks whose convolutional trunk ends in global average
+  pooling (the ImageNet backbones, resnet15): the last feature maps weighted by their mean gradient, as
+  coarse as those maps (7x7 for a 224-pixel ImageNet backbone, one cell at 32 pixels).
 
 The sanity check of Adebayo et al. 2018 ("Sanity checks for saliency maps"): an explanation must depend on
 what the network learned, so the maps of the same network with its weights re-initialised
@@ -108,6 +111,54 @@ def integrated_gradients(model, x, classes, inputs: Inputs) -> np.ndarray:
     return out
 
 
+def _gradcam_parts(model):
+    """What Grad-CAM needs of a classifier of this package: the layers before its backbone, the backbone's
+    convolutional trunk up to its last feature maps, and those maps -> scores (global average pooling and
+    the head). Only a trunk that ends in global average pooling has maps whose average is what the head
+    sees: the ImageNet backbones, and resnet15.
+
+    Raises:
+        TransferError: any other network, naming the methods that work for it.
+    """
+    import keras
+
+    from transfer.errors import TransferError
+    from transfer.models.layers import InferenceMode
+
+    head = next((layer for layer in model.layers if layer.name == "head"), None)
+    position, inner = next(((i, layer.layer if isinstance(layer, InferenceMode) else layer)
+                            for i, layer in enumerate(model.layers)
+                            if layer is not head and (isinstance(layer, (InferenceMode, keras.Model)))), (None, None))
+    if head is None or inner is None or not isinstance(inner.layers[-1], keras.layers.GlobalAveragePooling2D):
+        raise TransferError(f"--methods gradcam: {model.name} has no convolutional trunk ending in global average "
+                            "pooling (Grad-CAM weighs those last feature maps: ImageNet backbones, resnet15); use "
+                            "saliency, smoothgrad or integrated_gradients")
+    maps = inner.layers[-2].output
+    trunk = keras.Model(inner.inputs, maps, name="gradcam_trunk")
+    pooled = keras.Input(tuple(maps.shape[1:]), name="feature_maps")
+    tail = keras.Model(pooled, head(keras.layers.GlobalAveragePooling2D()(pooled)), name="gradcam_tail")
+    return model.layers[1:position], trunk, tail
+
+
+def gradcam(model, x, classes, inputs: Inputs) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017): ReLU(sum over the last feature maps A_k of mean(dD/dA_k) A_k),
+    upsampled (bilinear) onto the input grid; spread evenly over the channels, so that it sums to the map."""
+    from keras import ops
+
+    front, trunk, tail = _gradcam_parts(model)
+    out = np.empty(x.shape, np.float32)
+    for where, xb, cb in _batches(x, classes):
+        h = ops.convert_to_tensor(xb, "float32")
+        for layer in front:
+            h = layer(h)
+        maps = np.asarray(ops.convert_to_numpy(trunk(h, training=False)), np.float32)
+        weights = input_gradients(tail, maps, cb).mean(axis=(1, 2), keepdims=True)
+        cam = np.maximum((weights * maps).sum(axis=-1, keepdims=True), 0.0)
+        cam = ops.convert_to_numpy(ops.image.resize(cam, x.shape[1:3], interpolation="bilinear"))
+        out[where] = np.repeat(np.maximum(cam, 0.0) / x.shape[-1], x.shape[-1], axis=-1)
+    return out
+
+
 #: Method name -> :class:`Method`; ``python -m transfer explain --methods`` chooses from these.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("saliency", "gradient saliency |∂D/∂x|", saliency, False,
@@ -118,6 +169,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("integrated_gradients", "integrated gradients", integrated_gradients, True,
            f"(x - x0) · mean gradient on {IG_STEPS} steps from the empty-detector baseline x0; signed, sums to "
            "D(x) - D(x0) (Sundararajan et al. 2017)"),
+    Method("gradcam", "Grad-CAM", gradcam, False,
+           "the last feature maps weighted by their mean gradient, ReLU, upsampled (Selvaraju et al. 2017); networks "
+           "whose trunk ends in global average pooling: ImageNet backbones, resnet15"),
 )}
 DEFAULT_METHODS = ("saliency", "integrated_gradients")
 

@@ -88,3 +88,18 @@ def test_sanity_check_passes_different_maps_and_fails_alike_ones():
     assert check.passed and abs(check.correlation) < 0.3 and "passes" in check.text()
     alike = sanity_check(METHODS["saliency"], own, own * 2 + 0.01 * rng.random(own.shape), labels, 2)
     assert not alike.passed and "FAILS" in alike.text() and alike.as_dict()["passed"] is False
+
+
+def test_gradcam_works_where_a_trunk_ends_in_global_average_pooling_and_says_where_not(events):
+    from transfer.errors import TransferError
+
+    keras.utils.set_random_seed(2)
+    resnet = build_transfer_model(get_backbone("resnet15"), (6, 8, 3), 3, input_dtype="float32",
+                                  normalization={"mean": [0.0] * 3, "variance": [1.0] * 3}).model
+    x, labels = events
+    maps = METHODS["gradcam"].compute(resnet, x[:3], labels[:3], Inputs.of(x))
+    assert maps.shape == x[:3].shape and (maps >= 0).all()
+    np.testing.assert_allclose(maps[..., 0], maps[..., 2])  # one map, spread evenly over the channels
+    smallcnn = build_transfer_model(get_backbone("smallcnn"), (6, 8, 3), 3, input_dtype="float32").model
+    with pytest.raises(TransferError, match="global average pooling.*use saliency, smoothgrad or integrated"):
+        METHODS["gradcam"].compute(smallcnn, x[:1], labels[:1], Inputs.of(x))

@@ -131,6 +131,28 @@ def test_explain_writes_its_files_and_one_report_section(explained, block_run, c
     assert not (folder / rf.EXPLAIN_EVENTS_PNG["right"]).exists()
 
 
+@pytest.fixture(scope="module")
+def resnet_run(block_run):
+    """resnet15 on the same block data: its trunk ends in global average pooling, so Grad-CAM applies."""
+    out = block_run.parent / "resnet15"
+    items = [f"{name}={block_run.parent / 'data' / f'{name}.h5'}" for name in ("low", "high")]
+    assert main(["--data", *items, "--x-key", "X", "--backbone", "resnet15", "--epochs", "8", "--baseline", "none",
+                 "--verbose", "0", "--out", str(out)]) == 0
+    return out
+
+
+def test_gradcam_of_a_trained_resnet_finds_the_block(resnet_run, block_run, capsys):
+    result = explain_run(resnet_run, methods=["gradcam"], events=0, max_events=None)
+    check = result.explanation.sanity["gradcam"]
+    assert check.passed, check.text()
+    high = 1
+    # coarse (the last maps are 4x4 cells for 8x8 inputs) and positive evidence only, but in the block
+    assert _block_share(result.explanation.maps["gradcam"]["right"])[high] > 0.32  # a quarter of the cells
+    # a network without such a trunk is refused in one line
+    assert main(["explain", str(block_run), "--methods", "gradcam"]) == 2
+    assert "global average pooling" in capsys.readouterr().err
+
+
 def test_explain_refuses_what_it_cannot_explain_in_one_line(block_run, tmp_path, capsys):
     def error(*args) -> str:
         assert main(["explain", *map(str, args)]) == 2
@@ -157,7 +179,7 @@ def test_explain_refuses_what_it_cannot_explain_in_one_line(block_run, tmp_path,
     message = error(block_run, "--data", *other)
     assert "10x10" in message and "8x8" in message and "--resample" in message
 
-    assert "choose from saliency" in error(block_run, "--methods", "gradcam")
+    assert "choose from saliency" in error(block_run, "--methods", "occlusion")
     assert "no such run folder" in error(tmp_path / "nowhere")
 
 
