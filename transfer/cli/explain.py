@@ -25,7 +25,7 @@ def build_explain_parser() -> argparse.ArgumentParser:
                     "or jax).")
     parser.add_argument("run", metavar="RUN", help="a run folder (or its model.keras)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), metavar="M[,M...]",
-                        help="attribution methods, comma-separated, or 'all': "
+                        help="attribution methods, comma-separated, or 'all' (those that apply to the network): "
                              + "; ".join(f"{m.name}: {m.description}".replace("%", "%%") for m in METHODS.values())
                              + f" (default: {','.join(DEFAULT_METHODS)})")
     parser.add_argument("--events", type=int, default=DEFAULT_EVENT_COUNT, metavar="N",
@@ -51,12 +51,9 @@ def build_explain_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     args = build_explain_parser().parse_args(argv)
-    from transfer.evaluation.attribution import METHODS
     from transfer.evaluation.explain import explain_run
 
-    methods = list(METHODS) if args.methods.strip() == "all" else [m.strip() for m in args.methods.split(",")
-                                                                     if m.strip()]
     result = explain_run(args.run, data=args.data, x_key=args.x_key, y_key=args.y_key, resample=args.resample,
-                         methods=methods, events=max(args.events, 0), max_events=args.max_events, seed=args.seed)
+                         methods=args.methods, events=max(args.events, 0), max_events=args.max_events, seed=args.seed)
     print("\n".join(result.summary_lines()))
     return 0

@@ -26,7 +26,7 @@ network's gradient also lands on the energetic cells, and |integrated gradients|
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -37,8 +37,12 @@ from transfer.evaluation.gradients import input_gradients
 BATCH_EVENTS = 16
 #: SmoothGrad: noisy copies per event and noise level (fraction of each channel's range over the events).
 SMOOTHGRAD_SAMPLES, SMOOTHGRAD_NOISE = 16, 0.15
-#: Integrated gradients: steps along the path (midpoint rule).
-IG_STEPS = 32
+#: Integrated gradients: steps along the path (midpoint rule) to start with, and at most. A network whose
+#: log-odds move by 15-20 units along the path, steeply near the baseline (rcnn on showers in GeV), needs
+#: 128 for the map to sum to the change within a few per cent; :func:`path_steps` doubles until it does.
+IG_STEPS, IG_MAX_STEPS = 32, 256
+#: The completeness (relative error of the map's sum) :func:`path_steps` aims for.
+IG_TOLERANCE = 0.05
 #: Rank correlation with the randomised network's maps above which a method fails the sanity check.
 SANITY_LIMIT = 0.5
 #: Events the sanity check compares maps on.
@@ -52,6 +56,7 @@ class Inputs:
     baseline: np.ndarray  # per channel: the integrated-gradients starting point
     spread: np.ndarray  # per channel: max - min over the events (SmoothGrad's noise scale)
     seed: int = 0
+    steps: int = 0  # integrated gradients' path steps (0: IG_STEPS)
 
     @classmethod
     def of(cls, x: np.ndarray, seed: int = 0) -> "Inputs":
@@ -73,7 +78,7 @@ class Method:
     compute: Callable
     signed: bool
     description: str
-    options: dict = field(default_factory=dict)
+    applies: Callable = lambda model: True  # whether it can explain ``model`` (``--methods all`` takes those)
 
 
 def _batches(x: np.ndarray, classes: np.ndarray):
@@ -101,13 +106,14 @@ def smoothgrad(model, x, classes, inputs: Inputs) -> np.ndarray:
 
 
 def integrated_gradients(model, x, classes, inputs: Inputs) -> np.ndarray:
-    alphas = (np.arange(IG_STEPS, dtype=np.float32) + 0.5) / IG_STEPS
+    steps = inputs.steps or IG_STEPS
+    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
     out = np.empty(x.shape, np.float32)
     for where, xb, cb in _batches(x, classes):
         delta = xb - inputs.baseline
         path = inputs.baseline + alphas[None, :, *([None] * (x.ndim - 1))] * delta[:, None]
-        grads = input_gradients(model, path.reshape(-1, *x.shape[1:]), np.repeat(cb, IG_STEPS))
-        out[where] = delta * grads.reshape(len(xb), IG_STEPS, *x.shape[1:]).mean(axis=1)
+        grads = input_gradients(model, path.reshape(-1, *x.shape[1:]), np.repeat(cb, steps))
+        out[where] = delta * grads.reshape(len(xb), steps, *x.shape[1:]).mean(axis=1)
     return out
 
 
@@ -140,6 +146,16 @@ def _gradcam_parts(model):
     return model.layers[1:position], trunk, tail
 
 
+def _has_pooled_trunk(model) -> bool:
+    from transfer.errors import TransferError
+
+    try:
+        _gradcam_parts(model)
+    except TransferError:
+        return False
+    return True
+
+
 def gradcam(model, x, classes, inputs: Inputs) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017): ReLU(sum over the last feature maps A_k of mean(dD/dA_k) A_k),
     upsampled (bilinear) onto the input grid; spread evenly over the channels, so that it sums to the map."""
@@ -167,11 +183,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            f"|gradient| averaged over {SMOOTHGRAD_SAMPLES} noisy copies, noise {SMOOTHGRAD_NOISE:.0%} of each "
            "channel's range (Smilkov et al. 2017)"),
     Method("integrated_gradients", "integrated gradients", integrated_gradients, True,
-           f"(x - x0) · mean gradient on {IG_STEPS} steps from the empty-detector baseline x0; signed, sums to "
-           "D(x) - D(x0) (Sundararajan et al. 2017)"),
+           f"(x - x0) · mean gradient on {IG_STEPS}-{IG_MAX_STEPS} steps (until the map sums to D(x) - D(x0) "
+           f"within {IG_TOLERANCE:.0%}) from the empty-detector baseline x0; signed (Sundararajan et al. 2017)"),
     Method("gradcam", "Grad-CAM", gradcam, False,
            "the last feature maps weighted by their mean gradient, ReLU, upsampled (Selvaraju et al. 2017); networks "
-           "whose trunk ends in global average pooling: ImageNet backbones, resnet15"),
+           "whose trunk ends in global average pooling: ImageNet backbones, resnet15", _has_pooled_trunk),
 )}
 DEFAULT_METHODS = ("saliency", "integrated_gradients")
 
@@ -191,6 +207,22 @@ def completeness(model, x, classes, maps: np.ndarray, inputs: Inputs) -> float:
     target = log_odds(model, x, classes) - log_odds(model, base, classes)
     error = np.abs(maps.reshape(len(x), -1).sum(axis=1) - target)
     return float(error.sum() / max(np.abs(target).sum(), 1e-12))
+
+
+def path_steps(model, x, classes, inputs: Inputs, events: int = 16) -> tuple[int, float]:
+    """The integrated-gradients steps for ``model``: :data:`IG_STEPS`, doubled while the maps of the first
+    ``events`` events miss the change of the log-odds by more than :data:`IG_TOLERANCE`, up to
+    :data:`IG_MAX_STEPS`; returns the steps and the completeness they reach."""
+    import dataclasses
+
+    steps = IG_STEPS
+    while True:
+        trial = dataclasses.replace(inputs, steps=steps)
+        error = completeness(model, x[:events], classes[:events],
+                            integrated_gradients(model, x[:events], classes[:events], trial), trial)
+        if error <= IG_TOLERANCE or steps >= IG_MAX_STEPS:
+            return steps, error
+        steps *= 2
 
 
 # --------------------------------------------------------------------------

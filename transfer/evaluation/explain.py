@@ -40,7 +40,7 @@ import numpy as np
 from transfer import run_folder as rf
 from transfer.errors import DataError, RunFolderError, TransferError
 from transfer.evaluation.attribution import (DEFAULT_METHODS, METHODS, SANITY_EVENTS, SANITY_LIMIT, Inputs,
-                                             class_means, completeness, randomized_copy, sanity_check)
+                                             class_means, completeness, path_steps, randomized_copy, sanity_check)
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,7 @@ class Explanation:
     event_labels: dict = field(default_factory=dict)
     event_scores: dict = field(default_factory=dict)
     completeness: float | None = None
+    ig_steps: int | None = None
 
     @property
     def shown(self) -> list[str]:
@@ -310,11 +311,12 @@ def explain_model(model, inputs: np.ndarray, labels: np.ndarray, class_names: li
     """The maps of ``methods`` for ``model`` on ``inputs`` (as the model takes them) with true ``labels``.
 
     Callable on any classifier of this package (a loaded ``model.keras``); :func:`explain_run` reads a run
-    folder and writes the files.
+    folder and writes the files. ``methods="all"``: every method that applies to ``model``.
     """
+    methods = _method_names(methods, model)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise TransferError(f"--methods {','.join(methods)}: choose from {', '.join(METHODS)}")
+        raise TransferError(f"--methods {','.join(methods)}: choose from {', '.join(METHODS)}, or all")
     labels = np.asarray(labels, dtype=np.int64)
     k = len(class_names)
     x = np.asarray(inputs, dtype=np.float32)
@@ -323,6 +325,11 @@ def explain_model(model, inputs: np.ndarray, labels: np.ndarray, class_names: li
     right = predicted == labels
     everything = np.ones(len(x), bool)
     reference = Inputs.of(x, seed)
+    if "integrated_gradients" in methods:
+        import dataclasses
+
+        steps, _ = path_steps(model, x, labels, reference)
+        reference = dataclasses.replace(reference, steps=steps)
     randomized = randomized_copy(model, seed + 1)
     explanation = Explanation(
         class_names=list(class_names), labels=labels, scores=scores, predicted=predicted,
@@ -342,6 +349,7 @@ def explain_model(model, inputs: np.ndarray, labels: np.ndarray, class_names: li
         n = min(len(x), SANITY_EVENTS)
         if name == "integrated_gradients":
             explanation.completeness = completeness(model, x[:n], labels[:n], own[:n], reference)
+            explanation.ig_steps = reference.steps
         for which, rows in picks.items():
             if len(rows):
                 explanation.event_maps.setdefault(which, {})[name] = method.compute(
@@ -353,6 +361,16 @@ def explain_model(model, inputs: np.ndarray, labels: np.ndarray, class_names: li
         explanation.event_labels[which] = labels[rows]
         explanation.event_scores[which] = scores[rows]
     return explanation
+
+
+def _method_names(methods, model=None) -> list[str]:
+    """``methods`` as a list of names; ``"all"``: those of :data:`METHODS` that apply to ``model`` (kept as
+    ``["all"]`` until the model is known)."""
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    if list(methods) == ["all"] and model is not None:
+        return [name for name, method in METHODS.items() if method.applies(model)]
+    return list(methods)
 
 
 def _confident_events(scores: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -385,8 +403,8 @@ class ExplainResult:
         lines = [f"explained {len(e.labels)} events ({self.events.origin}): {self.folder}"]
         lines += [check.text() for check in e.sanity.values()]
         if e.completeness is not None:
-            lines.append(f"integrated gradients: the maps sum to the change of the log-odds from the empty-detector "
-                         f"baseline within {e.completeness:.1%} (completeness)")
+            lines.append(f"integrated gradients ({e.ig_steps} steps): the maps sum to the change of the log-odds "
+                         f"from the empty-detector baseline within {e.completeness:.1%} (completeness)")
         return lines
 
 
@@ -422,7 +440,8 @@ def _summary(explanation: Explanation, events: Events, methods) -> dict:
                                "figure": rf.explain_class_maps_png(name) if explanation.sanity[name].passed
                                else None} for name in methods},
             "sanity_limit": SANITY_LIMIT,
-            "integrated_gradients_completeness": explanation.completeness}
+            "integrated_gradients_completeness": explanation.completeness,
+            "integrated_gradients_steps": explanation.ig_steps}
 
 
 def report_lines(explanation: Explanation, events: Events) -> list[str]:
@@ -468,13 +487,14 @@ def explain_run(run: str | os.PathLike, data: list | None = None, x_key: str | N
     from transfer.evaluation.report import replace_section
     from transfer.files import write_text_atomic
 
-    methods = list(methods)
-    unknown = [m for m in methods if m not in METHODS]
+    methods = _method_names(methods)
+    unknown = [m for m in methods if m not in METHODS and m != "all"]
     if unknown or not methods:
-        raise TransferError(f"--methods {','.join(methods)}: choose from {', '.join(METHODS)}")
+        raise TransferError(f"--methods {','.join(methods)}: choose from {', '.join(METHODS)}, or all")
     chosen = read_events(run, data, x_key, y_key, resample, max_events, seed)
     model_path = rf.model_file(run)
     model = rf.load_model(model_path)
+    methods = _method_names(methods, model)
     if tuple(model.input_shape[1:]) != tuple(chosen.inputs.shape[1:]):
         raise DataError(f"{chosen.origin}: events of shape {chosen.inputs.shape[1:]}, but {model_path} takes "
                         f"{tuple(model.input_shape[1:])}")
@@ -482,6 +502,7 @@ def explain_run(run: str | os.PathLike, data: list | None = None, x_key: str | N
                                 methods, events, seed)
     folder = model_path.parent / rf.EXPLAIN_DIR
     folder.mkdir(exist_ok=True)
+    methods = list(explanation.sanity)
     files = [folder / rf.EXPLAIN_ARRAYS, folder / rf.EXPLAIN_SUMMARY, folder / rf.EXPLAIN_SANITY_PNG]
     _save_arrays(files[0], explanation, chosen)
     import json

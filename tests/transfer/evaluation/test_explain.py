@@ -125,6 +125,12 @@ def test_explain_writes_its_files_and_one_report_section(explained, block_run, c
     assert main(["explain", str(block_run), "--methods", "saliency", "--events", "0", "--max-events", "40"]) == 0
     printed = capsys.readouterr().out
     assert "explained 40 events" in printed and "saliency" in printed
+    # all: every method that applies to smallcnn (Grad-CAM does not)
+    assert main(["explain", str(block_run), "--methods", "all", "--events", "0", "--max-events", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "smoothgrad" in printed and "integrated_gradients" in printed and "gradcam" not in printed
+    assert main(["explain", str(block_run), "--methods", "saliency", "--events", "0", "--max-events", "40"]) == 0
+    capsys.readouterr()
     report = (block_run / rf.REPORT_FILE).read_text()
     assert report.count("<!-- hepvision:explain -->") == 1 and "integrated_gradients" not in report
     assert not (folder / rf.explain_class_maps_png("integrated_gradients")).exists()
