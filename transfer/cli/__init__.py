@@ -1,12 +1,12 @@
 """``python -m transfer``: train (default), ``grid``, ``predict``, ``export``, ``lr-find``, ``ensemble``,
-``fetch-weights``, ``pretrain``; one module per subcommand, each with its parser and ``run(argv) -> int``.
+``fetch-weights``, ``pretrain``, ``explain``; one module per subcommand, each with its parser and ``run(argv) -> int``.
 
 Only argument parsing lives here; the work is done by library functions that a notebook calls with the same
 names: :func:`transfer.experiments.run_experiment` (a run, ``--folds`` or ``--train-fraction``),
 :func:`transfer.experiments.grid.run_grid`, :func:`transfer.deploy.predict.predict`,
 :func:`transfer.deploy.export.export_model_files`, :func:`transfer.experiments.lr_find.lr_find`,
-:func:`transfer.experiments.ensemble.ensemble_runs`, :func:`transfer.weights.imagenet.fetch_weights` and
-:func:`transfer.experiments.pretrain.pretrain`. A subcommand's module is imported only when it runs, and
+:func:`transfer.experiments.ensemble.ensemble_runs`, :func:`transfer.weights.imagenet.fetch_weights`,
+:func:`transfer.experiments.pretrain.pretrain` and :func:`transfer.evaluation.explain.explain_run`. A subcommand's module is imported only when it runs, and
 TensorFlow only once its work starts, so ``--help`` is instant.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ PROG = "python -m transfer"
 
 #: subcommand -> the module of :mod:`transfer.cli` that parses and runs it; training is the default.
 COMMANDS = {"train": "train", "grid": "grid", "predict": "predict", "export": "export", "lr-find": "lr_find",
-            "ensemble": "ensemble", "fetch-weights": "fetch_weights", "pretrain": "pretrain"}
+            "ensemble": "ensemble", "fetch-weights": "fetch_weights", "pretrain": "pretrain", "explain": "explain"}
 #: Subcommands that continue where an interrupted run stopped; the others write their output whole or not at
 #: all, and say that running them again starts over.
 RESUMING = ("grid",)

@@ -79,22 +79,51 @@ class HlsOptions:
     accept_auc_loss: bool = False
 
 
+#: Keras layers hls4ml (1.3) cannot convert, with the reason: refused before hls4ml is even imported.
+HLS4ML_UNSUPPORTED = {
+    "Conv3D": "hls4ml has no 3D convolution (its Keras converters take Conv1D and Conv2D only), so the "
+              "layers-as-depth network cnn3d cannot become firmware",
+    "TimeDistributed": "hls4ml's Keras 3 converter cannot read a TimeDistributed layer around a model (rcnn's "
+                       "encoder shared across layers; its Keras 2 fallback fails on the nested weights), so rcnn "
+                       "cannot become firmware",
+}
+
+
+def _all_layers(layer):
+    """``layer`` and every layer inside it: nested models and wrapped layers included."""
+    yield layer
+    for inner in getattr(layer, "layers", None) or []:
+        yield from _all_layers(inner)
+    wrapped = getattr(layer, "layer", None)
+    if wrapped is not None:
+        yield from _all_layers(wrapped)
+
+
 def check_fits_fpga(model_path: Path, model) -> None:
-    """Refuse pretrained ImageNet backbones: millions of weights do not fit an FPGA at trigger latency."""
-    from transfer.models.backbones import BACKBONES
+    """Refuse what hls4ml cannot make firmware of, saying why: pretrained ImageNet backbones (millions of
+    weights do not fit an FPGA at trigger latency) and layers it has no converter for
+    (:data:`HLS4ML_UNSUPPORTED`: the 3D and recurrent CNNs over calorimeter layers)."""
+    from transfer.models.backbones import BACKBONES, LAYER_NETWORKS
     from transfer.models.layers import InferenceMode
 
     name = read_config(model_path, missing_ok=True).get("backbone")
     spec = BACKBONES.get(name)
     pretrained = (spec.pretrained if spec else False) or any(isinstance(l, InferenceMode) for l in model.layers)
     if pretrained:
-        compact = ", ".join(sorted(n for n, s in BACKBONES.items() if not s.pretrained))
+        compact = ", ".join(sorted(n for n, s in BACKBONES.items() if not s.pretrained and n not in LAYER_NETWORKS))
         raise TransferError(
             f"--format hls4ml: {model_path} holds the ImageNet backbone {name or 'of a pretrained model'} "
             f"({model.count_params():,} parameters). hls4ml turns every multiplication into FPGA logic; a "
             "network of this size needs orders of magnitude more DSPs and memory than a trigger FPGA has, "
             "and could not meet a trigger's microsecond latency. Train a compact network from scratch "
             f"({compact}; --weights none) for firmware, and export this model as onnx, savedmodel or tflite")
+    for layer in _all_layers(model):
+        reason = HLS4ML_UNSUPPORTED.get(type(layer).__name__)
+        if reason:
+            raise TransferError(
+                f"--format hls4ml: {model_path} holds layer {layer.name!r} ({type(layer).__name__}): {reason}. "
+                "Train smallcnn or cnn (the layers as channels) for firmware, and export this model as onnx, "
+                "savedmodel or tflite")
 
 
 def _dense_with_scaling(dense, mean, scale):
