@@ -17,8 +17,14 @@ default options unless the case is about an option, on data made here:
   figures), and ``collapsed`` counts the runs that collapsed (the goal is none).
 * ``egamma-*``: a toy electron/photon calorimeter file (``imgen.arrays.synth``,
   one file, ``X`` (N, 32, 32, 2), ``y``); ``layers-*``: three calorimeter
-  layers of different granularity; ``towers-*``: trigger towers in raw MeV,
-  with every ``--scale``. Their baseline is trees on the pooled cells.
+  layers of different granularity (classes separable by construction);
+  ``showers-*``: the same three layers with e+, gamma and pi+ showers that
+  overlap like real ones (``write_calo_showers``: a photon converting early,
+  a pion interacting late), for the networks that read the layers as depth
+  (``cnn3d``, ``rcnn``) against ``smallcnn``, which takes them as channels;
+  ``towers-*``: trigger towers in raw MeV, with every ``--scale``. Their
+  baseline is trees on the pooled cells (the same trees on the same events in
+  every row of one data kind).
 
 It prints one markdown table: network and baseline test accuracy and ROC AUC
 (macro for 3 classes) with 68 % bootstrap intervals, whether the network
@@ -64,6 +70,10 @@ CASES = {
     "egamma-smallcnn": ("egamma", ["--x-key", "X", "--y-key", "y", "--classes", "photon,electron",
                                    "--backbone", "smallcnn"]),
     "layers-smallcnn": ("layers", ["--x-key", "layer_0,layer_1,layer_2", "--backbone", "smallcnn"]),
+    # e+/gamma/pi+ showers that overlap like real ones: the layers as channels, as depth, and read in order
+    "showers-smallcnn": ("showers", ["--x-key", "layer_0,layer_1,layer_2", "--backbone", "smallcnn"]),
+    "showers-cnn3d": ("showers", ["--x-key", "layer_0,layer_1,layer_2", "--backbone", "cnn3d"]),
+    "showers-rcnn": ("showers", ["--x-key", "layer_0,layer_1,layer_2", "--backbone", "rcnn"]),
     "towers-smallcnn-none": ("towers", ["--x-key", "gTowerEt", "--backbone", "smallcnn", "--scale", "none"]),
     "towers-smallcnn-log": ("towers", ["--x-key", "gTowerEt", "--backbone", "smallcnn", "--scale", "log"]),
     "towers-smallcnn-standardize": ("towers", ["--x-key", "gTowerEt", "--backbone", "smallcnn",
@@ -138,6 +148,12 @@ def make_data(kind: str, work: Path) -> tuple[list[str], str]:
             arrays_synth.write_calo_layers(folder, 1000, seed=3)
         return [f"{c}={folder / (c + '.h5')}" for c in arrays_synth.LAYER_CLASSES], \
             "arrays_synth three layers, 1000/class, seed 3"
+    if kind == "showers":
+        folder = work / "showers"
+        if not folder.exists():
+            arrays_synth.write_calo_showers(folder, 1000, seed=3)
+        return [f"{c}={folder / (c + '.h5')}" for c in arrays_synth.LAYER_CLASSES], \
+            "arrays_synth overlapping e+/gamma/pi+ showers in three layers, 1000/class, seed 3"
     if kind == "towers":
         folder = work / "towers"
         if not folder.exists():

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from imgen._version import __version__
-from imgen.cli_guard import is_disk_full
+from imgen.cli_guard import Terminated, is_disk_full
 from imgen.errors import BadEventError, ImgenError
 from imgen.events.cms_json import parse_event
 from imgen.events.inputs import InputFile, resolve_inputs
@@ -50,7 +50,7 @@ from imgen.output.images import image_name, image_relpath, write_staged
 from imgen.output.lock import output_lock
 from imgen.output.manifest import ManifestSpool
 from imgen.output.provenance import describe, provenance, read_provenance, with_provenance
-from imgen.output.settings import check_and_write_config, fingerprint, write_run_counts
+from imgen.output.settings import check_and_write_config, discard_stale_config, fingerprint, write_run_counts
 from imgen.output.shards import manifest_name
 from imgen.output.staging import Staging, remove_leftovers, remove_unlisted_images
 from imgen.render import OBJECT_KINDS, RENDER_VERSION, RenderConfig, drawn_objects, encode_png, render_event
@@ -428,9 +428,12 @@ class _Run:
                 while pending:
                     self._collect(source, class_name, pending.popleft())
                 self.bar.update(reader.position() - done_bytes)
-        except ImgenError:
-            for task in pending:  # let in-flight batches finish before deleting what they write
-                futures_wait([task])
+        except (KeyboardInterrupt, Terminated):
+            raise  # staged images stay: the same command resumes from them
+        except BaseException:  # bad input, a full disk: this file's images go, nothing half-done stays
+            for task in pending:
+                task.cancel()
+            futures_wait(pending)  # let in-flight batches finish before deleting what they write
             if staging:
                 staging.discard()
             for writer in (self.spool, self.h5):
@@ -486,10 +489,10 @@ class _Run:
         self.bar.set_postfix_str(f"{summary.n_rendered + summary.n_existing} images", refresh=False)
 
     def close(self, ok: bool) -> None:
+        """End the workers. A stopped run (error, Ctrl-C, SIGTERM) cancels the batches not started and waits
+        for the few running (a fraction of a second): a worker killed while it sends its result leaves half a
+        message in the result pipe, on which the pool's manager thread then waits for ever."""
         if self.pool is not None:
-            if not ok:  # stopped (error, Ctrl-C, SIGTERM): end the workers now, not after their batches
-                for child in multiprocessing.active_children():
-                    child.kill()
             self.pool.shutdown(wait=True, cancel_futures=not ok)
 
 
@@ -553,22 +556,37 @@ def render_files(inputs: Iterable[str | os.PathLike] = (), out: str | os.PathLik
     reading = Reading(bool(strict), shard, workers, batch_size, bool(progress), options)
     if dry_run:
         return _render(job, summary, files, reading, total_bytes, class_names, record, started)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
-    with output_lock(out):
-        removed = remove_leftovers(out)  # of runs that were killed: no other run can be writing now
-        if removed:
-            log.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
-        try:
-            check_and_write_config(out, record, pixels, overwrite)
-        except OSError as exc:
-            raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
-        _render(job, summary, files, reading, total_bytes, class_names, record, started)
-        if summary.manifest is not None and shard is None:
-            summary.removed_stale = remove_unlisted_images(out, summary.manifest)
-        write_run_counts(out, summary.counts())
+    try:
+        with output_lock(out):
+            removed = remove_leftovers(out)  # of runs that were killed: no other run can be writing now
+            if removed:
+                log.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
+            try:
+                check_and_write_config(out, record, pixels, overwrite)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                raise ImgenError(f"{out}: cannot write the output folder ({exc.strerror or exc})") from None
+            try:
+                _render(job, summary, files, reading, total_bytes, class_names, record, started)
+            except BaseException:
+                discard_stale_config(out)  # a configuration of images that do not exist would refuse the next run
+                raise
+            if summary.manifest is not None and shard is None:
+                summary.removed_stale = remove_unlisted_images(out, summary.manifest)
+            write_run_counts(out, summary.counts())
+    except BaseException:
+        if created:  # nothing of a failed first run stays, not even its folder
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     return summary
 
 

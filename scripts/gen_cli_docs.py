@@ -28,6 +28,7 @@ COMMANDS = [
     ("Average the scores of several runs", ["transfer", "ensemble"]),
     ("Download ImageNet weights ahead of time", ["transfer", "fetch-weights"]),
     ("Pretrain a backbone on simulated events", ["transfer", "pretrain"]),
+    ("Explain what a trained network looks at", ["transfer", "explain"]),
 ]
 
 

@@ -223,3 +223,30 @@ def test_a_class_folder_that_cannot_be_written_is_a_clear_error(tmp_path, capsys
     assert _run(CMS_SHORT_JSON, "--out", out) == 0
     assert "4 already there" in capsys.readouterr().out
     assert {r["path"] for r in read_manifest(out)} == _pngs(out) and not (out / ".imgen-staging").exists()
+
+
+# --- issue 24 --------------------------------------------------------------------------------------------
+
+def test_a_class_name_too_long_for_a_file_name_is_refused_before_rendering(tmp_path, capsys):
+    out = tmp_path / "images"
+    name = "W" * 300
+    assert _run("--class", f"{name}={CMS_SHORT_JSON}", "--out", out) == 2
+    err = _error(capsys)
+    assert "is 300 bytes long" in err and "at most 200" in err and "--class NAME=GLOB" in err
+    assert len(err) < 600 and not out.exists()
+
+
+def test_a_failed_first_render_leaves_no_configuration_to_refuse_the_next(tmp_path, capsys):
+    broken = tmp_path / "json" / "W.json"
+    broken.parent.mkdir()
+    broken.write_text('{"Event": {"1": ')                    # cut short: the run fails on it
+    out = tmp_path / "images"
+    assert _run(broken, "--out", out) == 2
+    assert "W.json" in _error(capsys)
+    assert not out.exists()                                  # not even the folder, nor imgen-config.json
+    out.mkdir()                                              # a configuration left by an older version, no images
+    (out / "imgen-config.json").write_text(json.dumps({"fingerprint": "0" * 24, "pixels": {"size": 16}}))
+    _write_events(broken, _events())
+    assert imgen_main([str(broken), "--out", str(out), "--size", "32", "--workers", "1", "--no-progress"]) == 0
+    assert json.loads((out / "imgen-config.json").read_text())["render"]["size"] == 32
+    assert len(read_manifest(out)) == 4

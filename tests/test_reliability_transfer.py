@@ -189,3 +189,101 @@ def test_a_class_without_test_events_is_refused_with_strict(tmp_path, capsys):
     err = _error(capsys)
     assert "class(es) b have no test events" in err and "--strict" in err
     assert not out.exists()
+
+
+# --- issue 24: imgen's own HDF5 output, read by transfer ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def rendered(work) -> Path:
+    """imgen's output of the same 450 toy events as PNGs and as images.h5 (--format both)."""
+    from imgen.pipeline import render_files
+    from imgen.synth import generate
+
+    generate(work / "json", events=150, seed=3)
+    render_files([work / "json"], work / "rendered", size=16, format="both", workers=1)
+    return work / "rendered"
+
+
+def test_a_classes_order_that_contradicts_imgen_hdf5_is_refused(rendered, work, capsys):
+    out = work / "h5-swapped"
+    assert main(["--data", str(rendered / "images.h5"), "--x-key", "X", "--y-key", "y", "--classes",
+                 "Wjets,TTjets,DYjets", "--backbone", "mlp", *FAST, "--out", str(out)]) == 2
+    err = _error(capsys)
+    assert "images.h5 records its class names as DYjets,TTjets,Wjets" in err and "--classes Wjets,TTjets,DYjets" in err
+    assert not out.exists()
+
+
+def test_imgen_hdf5_keeps_its_class_names_and_each_event_the_split_of_every_route(rendered, work):
+    """The same events through images.h5 and through the PNG folder: same class, same split, every one."""
+    h5_run, png_run = work / "h5-run", work / "png-run"
+    assert main(["--data", str(rendered / "images.h5"), "--x-key", "X", "--backbone", "mlp", *FAST,
+                 "--out", str(h5_run)]) == 0                   # --y-key and --classes from the file
+    assert main(["--data", str(rendered), "--backbone", "mlp", *FAST, "--out", str(png_run)]) == 0
+    with h5py.File(rendered / "images.h5", "r") as handle:
+        names = [c.decode() if isinstance(c, bytes) else str(c) for c in handle.attrs["classes"]]
+        labels, events = handle["y"][:], [e.decode() for e in handle["event"][:]]
+        recorded = [s.decode() for s in handle["split"][:]]
+    h5_rows = {}
+    with (h5_run / "split.csv").open() as table:
+        for row in csv.DictReader(table):
+            index = int(row["path"].rsplit("#", 1)[1])
+            assert row["class"] == names[labels[index]] and row["split"] == recorded[index]
+            h5_rows[(row["class"], events[index])] = row["split"]
+    png_rows = {}
+    with (png_run / "split.csv").open() as table:
+        for row in csv.DictReader(table):
+            png_rows[(row["class"], row["path"].rsplit("_", 1)[1][:-len(".png")])] = row["split"]
+    assert len(h5_rows) == 450 and h5_rows == png_rows
+    metrics = json.loads((h5_run / "metrics.json").read_text())
+    assert metrics["classes"] == names and "recorded by imgen" in metrics["split_source"]
+
+
+# --- issue 24: smaller tracebacks and misleading messages ---------------------------------------------
+
+def test_predict_into_a_missing_folder_is_refused_before_scoring(arrays_run, per_class, work, capsys, caplog):
+    scores = work / "missing" / "dir" / "s.csv"
+    with caplog.at_level(logging.INFO):
+        assert main(["predict", "--model", str(arrays_run), str(per_class["photon"]), "--out", str(scores)]) == 2
+    err = _error(capsys)
+    assert f"--out {scores}" in err and "does not exist" in err and not (work / "missing").exists()
+    assert not any("model" in r.name for r in caplog.records)          # refused before the model was loaded
+
+
+def test_predict_on_another_grid_names_the_option_not_the_api(arrays_run, per_class, work, capsys):
+    grid = json.loads((arrays_run / "arrays.json").read_text())["arrays"]["grid"]
+    cropped = _regridded(per_class["photon"], work / "cropped-24.h5", grid[0] - 2, grid[1] - 2)
+    assert main(["predict", "--model", str(arrays_run), str(cropped)]) == 2
+    err = _error(capsys)
+    assert "--resample" in err and "resample=True" not in err
+
+
+def test_export_takes_a_run_folder_and_refuses_a_collapsed_run(arrays_run, work, capsys):
+    pytest.importorskip("tensorflow")
+    out = work / "deploy-folder"
+    assert main(["export", "--model", str(arrays_run), "--format", "tflite", "--out", str(out)]) == 0
+    assert (out / "model.tflite").is_file() and "no such file" not in capsys.readouterr().err
+    collapsed = work / "collapsed-run"
+    shutil.copytree(arrays_run, collapsed)
+    metrics = json.loads((collapsed / "metrics.json").read_text())
+    metrics["health"] = {"collapsed": True, "warnings": [
+        "COLLAPSED: the network learned nothing (the predictions are the same for every event); its numbers are "
+        "not a result"]}
+    (collapsed / "metrics.json").write_text(json.dumps(metrics))       # what a collapsed training records
+    refused = work / "deploy-collapsed"
+    assert main(["export", "--model", str(collapsed), "--format", "tflite", "--out", str(refused)]) == 2
+    err = _error(capsys)
+    assert "COLLAPSED: the network learned nothing" in err and "same for every event" in err
+    assert "--allow-collapsed" in err and str(collapsed / "metrics.json") in err
+    assert not refused.exists()
+    assert main(["export", "--model", str(collapsed), "--format", "tflite", "--out", str(refused),
+                 "--allow-collapsed"]) == 0
+
+
+def test_an_ensemble_of_one_run_with_itself_is_refused(arrays_run, work, capsys):
+    copy = work / "run-copy"
+    shutil.copytree(arrays_run, copy, dirs_exist_ok=True)
+    for runs in ([arrays_run, Path(str(arrays_run) + "/")], [arrays_run, copy]):
+        out = work / "ens-self"
+        assert main(["ensemble", *map(str, runs), "--out", str(out)]) == 2
+        err = _error(capsys)
+        assert "an ensemble of a run with itself is that run" in err and not out.exists()

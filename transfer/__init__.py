@@ -26,6 +26,7 @@ _LAZY = {
     "ensemble_runs": "transfer.experiments.ensemble",
     "predict": "transfer.deploy.predict",
     "export_model_files": "transfer.deploy.export",
+    "explain_run": "transfer.evaluation.explain",
 }
 
 __all__ = ["__version__", *_LAZY]

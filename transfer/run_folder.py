@@ -12,6 +12,8 @@ module, so a file's name and format are decided in one place::
     RUN/split.csv, predictions.csv, history.csv, confusion_matrix.csv/.png, roc.png,
     discriminant.png, training_curves.png, report.md
     RUN/pretrained.json, backbone.weights.h5   python -m transfer pretrain: the record and the backbone alone
+    RUN/explain/                               python -m transfer explain: attribution maps (PNG), their
+                                               arrays (explain.npz) and the sanity check (explain.json)
     OUT/folds_summary.json, .md                --folds: the summary beside OUT/fold-K/ run folders
 
 Functions that read take the path of ``model.keras`` (the files are found
@@ -53,6 +55,21 @@ BACKBONE_WEIGHTS = "backbone.weights.h5"
 #: An experiment's folder (``--folds``) holds one run folder per fold and these summaries.
 FOLDS_SUMMARY_JSON = "folds_summary.json"
 FOLDS_SUMMARY_MD = "folds_summary.md"
+#: ``python -m transfer explain`` writes into this sub-folder of the run: the maps of every method as arrays,
+#: the numbers (sanity check, counts, what was explained), and the figures.
+EXPLAIN_DIR = "explain"
+EXPLAIN_ARRAYS = "explain.npz"
+EXPLAIN_SUMMARY = "explain.json"
+EXPLAIN_SANITY_PNG = "sanity.png"
+#: Per-event figures: the most confidently right and the most confidently wrong events.
+EXPLAIN_EVENTS_PNG = {"right": "events_right.png", "wrong": "events_wrong.png"}
+
+
+def explain_class_maps_png(method: str) -> str:
+    """``explain/class_maps_<method>.png``: one method's maps per class, beside the class's mean input."""
+    return f"class_maps_{method}.png"
+
+
 #: Every file of a training run's folder (``arrays.json`` only for HDF5 data).
 RUN_FILES = (MODEL_FILE, CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SPLIT_FILE, PREDICTIONS_FILE, HISTORY_FILE,
              CONFUSION_CSV, CONFUSION_PNG, ROC_PNG, DISCRIMINANT_PNG, CURVES_PNG, REPORT_FILE)
@@ -124,10 +141,15 @@ def save_model(folder: str | os.PathLike, model) -> Path:
 # --------------------------------------------------------------------------
 
 def require_model(model_path: str | os.PathLike) -> Path:
-    """``model_path`` when it is a file; else the error every command gives for a missing ``--model``."""
-    model_path = Path(model_path)
+    """The ``model.keras`` that ``--model`` names (the file, or a run folder holding it, as ``--weights RUN``
+    takes one); else the error every command gives for a missing ``--model``."""
+    given = Path(model_path)
+    model_path = model_file(given)
+    if given.is_dir() and not model_path.is_file():
+        raise RunFolderError(f"--model {given}: a folder without {MODEL_FILE}; give a run folder (written by "
+                             f"python -m transfer) or its {MODEL_FILE}")
     if not model_path.is_file():
-        raise RunFolderError(f"--model {model_path}: no such file")
+        raise RunFolderError(f"--model {given}: no such file or run folder")
     return model_path
 
 

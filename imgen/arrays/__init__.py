@@ -37,7 +37,7 @@ from imgen.arrays.files import (H5_SUFFIXES, ArrayDataError, ArrayPart, ArraySou
                                 first_hdf5_file, holds_hdf5, is_hdf5_name, item_target, list_datasets, named_item,
                                 resolve_source, split_keys)
 from imgen.arrays.reader import (DEFAULT_BLOCK_EVENTS, DEFAULT_CHUNK_EVENTS, ArrayDataset, default_grid, open_arrays,
-                                 overlap_matrix, resample_to_grid, split_indices)
+                                 overlap_matrix, resample_to_grid, split_indices, split_method)
 from imgen.arrays.transform import SCALES, ArrayTransform, crop_box, fit_transform, parse_channels
 
 __all__ = [
@@ -45,6 +45,6 @@ __all__ = [
     "first_hdf5_file", "holds_hdf5", "is_hdf5_name", "item_target", "list_datasets", "named_item",
     "resolve_source", "split_keys",
     "DEFAULT_BLOCK_EVENTS", "DEFAULT_CHUNK_EVENTS", "ArrayDataset", "default_grid", "open_arrays",
-    "overlap_matrix", "resample_to_grid", "split_indices",
+    "overlap_matrix", "resample_to_grid", "split_indices", "split_method",
     "SCALES", "ArrayTransform", "crop_box", "fit_transform", "parse_channels",
 ]

@@ -36,7 +36,7 @@ from imgen.arrays.files import ArrayDataError
 from imgen.arrays.reader import ArrayDataset, split_indices
 from imgen.arrays.transform import ArrayTransform, fit_transform
 from imgen.atomic import staged_folder
-from imgen.output.images import image_relpath
+from imgen.output.images import class_name_problem, image_relpath
 from imgen.output.manifest import write_manifest
 from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, SPLITS
 
@@ -127,6 +127,10 @@ def export_pngs(dataset: ArrayDataset, out: str | os.PathLike, *, channels: str 
         raise ArrayDataError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ArrayDataError(f"{out}: folder exists and is not empty (use --overwrite to replace it)")
+    for name in dataset.classes:
+        problem = class_name_problem(name)
+        if problem:
+            raise ArrayDataError(f"--data: {problem}")
     labels = dataset.labels
     chosen = np.sort(np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(len(dataset.classes))]))
     splits = {int(i): split for split, rows in split_indices(dataset, seed, fractions).items() for i in rows}

@@ -157,10 +157,22 @@ def resolve_source(data: str | os.PathLike | Sequence[str | os.PathLike],
     if any(named):
         raise ArrayDataError(f"mix of name=file and plain items in --data {[str(i) for i in items]}: "
                              "use name=file for every item, or plain files with --y-key and --classes")
+    if y_key is None and all(Path(item).is_file() and is_imgen_hdf5(item) for item in items):
+        y_key = IMGEN_Y_KEY                   # imgen's own output: its labels and class names are in it
+        log.info("%s: written by imgen: labels from its key %r, class names from its attribute %r",
+                 ", ".join(map(str, items)), IMGEN_Y_KEY, CLASSES_ATTR)
     if y_key is not None:
+        paths = [p for item in items for p in expand_target(item)]
+        recorded = _recorded_classes(paths)
+        if recorded is not None:
+            if classes and tuple(classes) != recorded[1]:
+                raise ArrayDataError(
+                    f"--classes {','.join(classes)}: {recorded[0]} records its class names as "
+                    f"{','.join(recorded[1])} (attribute {CLASSES_ATTR!r}: label k is the k-th name), so these "
+                    f"names would go to the wrong events; leave --classes out, or give them in that order")
+            classes = recorded[1]
         if not classes:
             raise ArrayDataError(f"labels from key {y_key!r} need the class names (--classes a,b,...)")
-        paths = [p for item in items for p in expand_target(item)]
         return ArraySource(tuple(ArrayPart(p) for p in paths), tuple(classes), keys, y_key)
     if len(items) == 1 and Path(items[0]).is_dir():
         folder = Path(items[0])
@@ -174,6 +186,62 @@ def resolve_source(data: str | os.PathLike | Sequence[str | os.PathLike],
         return ArraySource(parts, order, keys, None)
     raise ArrayDataError(f"cannot tell the class of {[str(i) for i in items]}: give name=file for each "
                          "class, or --y-key with --classes")
+
+
+#: imgen's own HDF5 output (:mod:`imgen.output.hdf5`): the attribute with the class names (label k is the k-th),
+#: the label key, and the datasets with each row's event number and split.
+CLASSES_ATTR = "classes"
+IMGEN_Y_KEY = "y"
+EVENT_KEY = "event"
+SPLIT_KEY = "split"
+
+
+def recorded_class_names(path: str | os.PathLike, handle=None) -> tuple[str, ...] | None:
+    """The class names a file records in its :data:`CLASSES_ATTR` attribute (imgen's output), or None."""
+    import h5py
+    import numpy as np
+
+    if handle is None:
+        try:
+            with h5py.File(path, "r") as opened:
+                return recorded_class_names(path, opened)
+        except OSError as exc:
+            raise ArrayDataError(f"{path}: not a readable HDF5 file ({exc})") from None
+    value = handle.attrs.get(CLASSES_ATTR)
+    if value is None:
+        return None
+    names = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value).tolist())
+    return names or None
+
+
+def is_imgen_hdf5(path: str | os.PathLike, handle=None) -> bool:
+    """Whether the file is imgen's own output: class names, labels, and each row's event and split."""
+    import h5py
+
+    if handle is None:
+        if not is_hdf5_name(path):
+            return False
+        try:
+            with h5py.File(path, "r") as opened:
+                return is_imgen_hdf5(path, opened)
+        except OSError:
+            return False
+    return CLASSES_ATTR in handle.attrs and all(isinstance(handle.get(k), h5py.Dataset)
+                                                for k in (IMGEN_Y_KEY, EVENT_KEY, SPLIT_KEY))
+
+
+def _recorded_classes(paths: Sequence[Path]) -> tuple[Path, tuple[str, ...]] | None:
+    """``(first file, names)`` when the files record their class names (they must agree), else None."""
+    found = [(p, recorded_class_names(p)) for p in paths if is_hdf5_name(p)]
+    found = [(p, names) for p, names in found if names is not None]
+    if not found:
+        return None
+    for path, names in found[1:]:
+        if names != found[0][1]:
+            raise ArrayDataError(f"{path}: records the class names {','.join(names)}, but {found[0][0]} records "
+                                 f"{','.join(found[0][1])} (attribute {CLASSES_ATTR!r}); the same label would mean "
+                                 "two classes")
+    return found[0]
 
 
 def is_hdf5_name(name: str | os.PathLike) -> bool:

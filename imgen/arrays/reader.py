@@ -8,8 +8,8 @@ different shapes are resampled onto one grid, conserving energy
 Files never have to fit in memory: :class:`ArrayDataset` keeps the files
 open read-only and reads the events it is asked for (``read_batch``), in
 chunks (``iter_chunks``) or in training batches (``batches``). Each row's
-identity ``file#row`` (:meth:`ArrayDataset.event_ids`) decides its split
-(:func:`split_indices`, the project's one rule).
+identity (:meth:`ArrayDataset.event_ids`: ``file#row``, or the event number in imgen's own output) decides its
+split (:func:`split_indices`, the project's one rule; imgen's output keeps the split it records).
 
 This module is pure NumPy + h5py: it never imports TensorFlow.
 """
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import h5py
 import numpy as np
 
-from imgen.arrays.files import (ArrayDataError, ArrayPart, ArraySource, file_event_names, list_datasets,
-                                resolve_source, where)
-from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, split_events
+from imgen.arrays.files import (EVENT_KEY, SPLIT_KEY, ArrayDataError, ArrayPart, ArraySource, file_event_names,
+                                is_imgen_hdf5, list_datasets, resolve_source, where)
+from imgen.split import DEFAULT_FRACTIONS, DEFAULT_SEED, SPLITS, split_events
 
 if TYPE_CHECKING:
     from imgen.arrays.transform import ArrayTransform
@@ -162,6 +162,8 @@ class ArrayDataset:
         self._handles: dict[Path, h5py.File] = {}
         self._lock = threading.Lock()  # tf.data may read from two threads (training, validation)
         self._labels: np.ndarray | None = None
+        self._ids: list[str] | None = None
+        self._recorded_splits = None           # per split, False: the files record none
         try:
             counts, shapes = self._inspect_all()
         except BaseException:
@@ -308,13 +310,55 @@ class ArrayDataset:
         return part, idx - self.offsets[part]
 
     def event_ids(self, indices: np.ndarray | Sequence[int] | None = None) -> list[str]:
-        """The identity ``name#row`` of events (default: all) that decides their split.
+        """The identity of events (default: all) that decides their split.
 
-        ``name`` is the file's path relative to the folder all the files share
-        (:func:`file_event_names`), so the identity, and so the split, does not
-        depend on the working folder or on how the path was typed.
+        In imgen's own output (:func:`is_imgen_hdf5`) it is the event number the
+        file records (its ``event`` key), as in the manifest of the same events
+        rendered to PNGs, so every route gives an event the same split. Elsewhere
+        it is ``name#row``, ``name`` being the file's path relative to the folder
+        all the files share (:func:`file_event_names`), so the identity, and so
+        the split, does not depend on the working folder or on how the path was typed.
         """
-        return self._rows_of(file_event_names([p.path for p in self.source.parts]), indices)
+        if self._ids is None:
+            names = file_event_names([p.path for p in self.source.parts])
+            ids: list[str] = []
+            for i, name in enumerate(names):
+                recorded = self._recorded_column(i, EVENT_KEY)
+                ids += recorded if recorded is not None else [f"{name}#{r}" for r in range(int(self.counts[i]))]
+            self._ids = ids
+        if indices is None:
+            return list(self._ids)
+        return [self._ids[int(i)] for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+
+    def _recorded_column(self, i: int, key: str) -> list[str] | None:
+        """Column ``key`` (``event``, ``split``) of part ``i`` as text, when the file is imgen's output."""
+        path = self.source.parts[i].path
+        handle = self._file(path)
+        if not is_imgen_hdf5(path, handle):
+            return None
+        dset = handle[key]
+        if dset.ndim != 1 or dset.shape[0] != int(self.counts[i]):
+            raise ArrayDataError(f"{where(path, key)}: {dset.shape[0]} rows for {int(self.counts[i])} events")
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in dset[...].tolist()]
+
+    def recorded_splits(self) -> dict[str, np.ndarray] | None:
+        """Indices per split as the files record them (imgen's output, its ``split`` key), or None when a
+        file records none."""
+        if self._recorded_splits is False:
+            return None
+        if self._recorded_splits is None:
+            columns = [self._recorded_column(i, SPLIT_KEY) for i in range(len(self.source.parts))]
+            if any(column is None for column in columns):
+                self._recorded_splits = False
+                return None
+            names = np.array([s for column in columns for s in column], dtype=object)
+            bad = sorted(set(names.tolist()) - set(SPLITS))
+            if bad:
+                part, row = self.locate([int(np.flatnonzero(names == bad[0])[0])])
+                raise ArrayDataError(f"{where(self.source.parts[int(part[0])].path, SPLIT_KEY)}: split {bad[0]!r} "
+                                     f"of row {int(row[0])} is not one of {', '.join(SPLITS)}")
+            self._recorded_splits = {s: np.flatnonzero(names == s).astype(np.int64) for s in SPLITS}
+        return self._recorded_splits
 
     def event_sources(self, indices: np.ndarray | Sequence[int] | None = None) -> list[str]:
         """``file#row`` of events (default: all), the file as given: where each comes from, for the
@@ -444,8 +488,21 @@ def open_arrays(data: str | os.PathLike | Sequence[str | os.PathLike], x_key: st
 
 def split_indices(dataset: ArrayDataset, seed: int = DEFAULT_SEED,
                   fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, np.ndarray]:
-    """Global indices per split by the project's one rule, :func:`imgen.split.split_events`, over
-    (seed, class, ``file#row``): the same splits whether the rows are exported to PNGs
+    """Global indices per split: the split imgen recorded in its own output (as a manifest's split is
+    used), else the project's one rule, :func:`imgen.split.split_events`, over (seed, class, event identity,
+    :meth:`ArrayDataset.event_ids`): the same splits whether the rows are exported to PNGs
     (``imgen arrays``) or trained on directly (``transfer``)."""
+    recorded = dataset.recorded_splits()
+    if recorded is not None:
+        return recorded
     classes = [dataset.classes[c] for c in dataset.labels.tolist()]
     return split_events(dataset.event_ids(), classes, seed, fractions)
+
+
+def split_method(dataset: ArrayDataset) -> str:
+    """How :func:`split_indices` splits ``dataset``, in words (``split_source`` of a run's metrics)."""
+    if dataset.recorded_splits() is not None:
+        return f"recorded by imgen in the file (key {SPLIT_KEY!r})"
+    if any(is_imgen_hdf5(part.path, dataset._file(part.path)) for part in dataset.source.parts):
+        return "hash of (seed, class, event number or file#row)"
+    return "hash of (seed, class, file#row)"

@@ -232,3 +232,143 @@ def write_calo_layers(folder: str | os.PathLike, n_per_class: int, seed: int = 0
             for key, value in calo_layer_events(n_per_class, name, rng).items():
                 handle.create_dataset(key, data=value)
     return out
+
+
+# ------------------------------------------------- showers that overlap like real ones
+# ``write_calo_layers`` above separates its classes by construction (every network scores 1.000 on
+# it): a study of which network reads depth best needs classes that overlap the way e+, gamma and pi+
+# showers do in a real sampling calorimeter. Same keys, shapes and layout, so every command that reads
+# one reads the other.
+
+#: Longitudinal extent of the three layers in radiation lengths X0 (thin strips, the bulk, a thin
+#: back layer), as in the ATLAS-like calorimeter of the CaloGAN samples: 21 X0 in all, the rest leaks.
+SHOWER_LAYER_X0 = (3.0, 16.0, 2.0)
+#: Critical energy of lead in GeV: the depth of the shower maximum is ln(E / E_c) - 0.5 X0 after the start.
+CRITICAL_ENERGY_GEV = 0.0074
+#: Longitudinal profile dE/dt ~ t^(a-1) exp(-b t) (Longo), b in 1/X0 (the PDG's 0.5 for lead).
+PROFILE_B = 0.5
+#: Where showers start, mean depth in X0: an electron radiates at once; a photon converts after
+#: 9/7 X0 on average (so one in five converts within the first 0.3 X0 and looks like an electron).
+ELECTRON_START_X0, PHOTON_START_X0 = 0.3, 9.0 / 7.0
+#: A charged pion's nuclear interaction length in X0 (lead: 17.6 cm against 0.56 cm): half of them cross
+#: the 21 X0 without interacting.
+PION_LAMBDA_X0 = 31.0
+#: Charge exchange (pi+ n -> pi0 p, the pi0 -> gamma gamma): an almost purely electromagnetic shower that
+#: starts wherever the pion interacted, like a photon that converted late.
+CHARGE_EXCHANGE = 0.12
+#: Energy a minimum-ionising particle leaves per X0 (GeV): the e+ track before its shower, a
+#: non-interacting pi+.
+MIP_GEV_PER_X0 = 0.007
+#: Sampling fluctuations (stochastic term per layer, sqrt(GeV)), electronic noise per cell (GeV) and the
+#: zero suppression (3 sigma of the noise).
+SAMPLING_TERM, CELL_NOISE_GEV = 0.10, 0.005
+#: Lateral widths as fractions of the transverse extent: the electromagnetic core grows with depth, 15 %
+#: of the energy goes into a halo; hadronic energy comes in clumps, wider still.
+EM_CORE, EM_CORE_PER_X0, EM_HALO, EM_HALO_SHARE = 0.02, 0.002, 0.07, 0.15
+HADRON_CLUMP, HADRON_SPREAD = 0.045, 0.06
+
+
+def _layer_bounds() -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(SHOWER_LAYER_X0)])
+
+
+def _profile_in_layers(energy: np.ndarray, start: np.ndarray, shape_a: np.ndarray, b: float,
+                       step: float = 0.05) -> np.ndarray:
+    """(n, 3) energy of a Gamma-shaped longitudinal profile starting at depth ``start`` (X0) in each layer;
+    what goes past the last layer leaks out. Integrated numerically (NumPy only)."""
+    import math
+
+    bounds = _layer_bounds()
+    t = np.arange(step / 2, bounds[-1], step)                        # depths of the slices, X0
+    u = np.clip(t[None, :] - start[:, None], 0.0, None) * b           # (n, slices), in units of 1/b
+    log_norm = np.array([math.lgamma(a) for a in shape_a])
+    with np.errstate(divide="ignore"):
+        density = np.exp((shape_a[:, None] - 1) * np.log(u) - u - log_norm[:, None]) * b * step
+    density[u <= 0] = 0.0
+    layer_of = np.searchsorted(bounds, t, side="right") - 1
+    return np.stack([density[:, layer_of == k].sum(axis=1) for k in range(3)], axis=1) * energy[:, None]
+
+
+def _em_shape(energy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Profile shape a = 1 + b t_max, t_max = ln(E / E_c) - 0.5, fluctuating shower to shower."""
+    t_max = np.log(np.maximum(energy, 0.05) / CRITICAL_ENERGY_GEV) - 0.5
+    return (1.0 + PROFILE_B * t_max) * rng.lognormal(0.0, 0.12, len(energy))
+
+
+def _lateral(rows: int, cols: int, centre: np.ndarray, sigma: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """(n, rows, cols) of K round Gaussian deposits per event: ``centre`` (n, K, 2) and ``sigma`` (n, K) in
+    fractions of the extent, ``energy`` (n, K)."""
+    return _showers(rows, cols, centre[..., 0] * rows, centre[..., 1] * cols, sigma * rows, sigma * cols, energy)
+
+
+def calo_shower_events(n: int, particle: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``layer_0/1/2`` (GeV, float32, the shapes of :data:`LAYER_SHAPES`) and ``energy`` (n, 1): showers
+    of ``eplus``, ``gamma`` or ``piplus`` of 10-100 GeV whose classes overlap as real ones do.
+
+    * e+: the shower starts at once (mean :data:`ELECTRON_START_X0`), after a short minimum-ionising
+      track; gamma: no track, the shower starts where the photon converts (exponential, mean 9/7 X0).
+      Both have the same lateral shape; what tells them apart is how much reaches the thin first layer,
+      and a photon that converts early is an electron to every layer.
+    * pi+: half cross the calorimeter as a minimum-ionising track of a few tens of MeV; the others
+      interact at an exponential depth (:data:`PION_LAMBDA_X0`) and split into an electromagnetic part
+      (pi0s: 12 % charge exchange, almost all of it) and a wide, clumpy hadronic part seen at 70 % of its
+      energy, most of which leaks out the back. A charge exchange early on is a photon.
+    * every layer: sampling fluctuations, per-event shower-shape fluctuations, cell noise and zero
+      suppression.
+    """
+    if particle not in LAYER_CLASSES:
+        raise ValueError(f"particle must be one of {LAYER_CLASSES}, not {particle!r}")
+    bounds = _layer_bounds()
+    energy = rng.uniform(10.0, 100.0, n)
+    centre = 0.5 + rng.normal(0.0, 0.03, (n, 2))
+    em_energy = energy.copy()
+    hadron_energy = np.zeros(n)
+    track_until = np.zeros(n)          # a minimum-ionising track from depth 0 to here (X0)
+    if particle == "eplus":
+        start = rng.exponential(ELECTRON_START_X0, n)
+        track_until = start
+    elif particle == "gamma":
+        start = rng.exponential(PHOTON_START_X0, n)
+    else:
+        start = rng.exponential(PION_LAMBDA_X0, n)
+        interacts = start < bounds[-1]
+        exchange = rng.random(n) < CHARGE_EXCHANGE
+        em_share = np.where(exchange, rng.uniform(0.85, 1.0, n), rng.beta(2.0, 2.5, n)) * interacts
+        em_energy = energy * em_share
+        hadron_energy = 0.7 * energy * (1 - em_share) * interacts
+        track_until = np.minimum(start, bounds[-1])
+        start = np.minimum(start, bounds[-1])
+    em_layers = _profile_in_layers(em_energy, start, _em_shape(em_energy, rng), PROFILE_B)
+    hadron_layers = _profile_in_layers(hadron_energy, start, np.full(n, 2.0), 1.0 / (0.6 * PION_LAMBDA_X0))
+    track_layers = np.clip(track_until[:, None] - bounds[None, :-1], 0.0, np.diff(bounds)[None, :]) * MIP_GEV_PER_X0
+    out = {}
+    for k, (key, (rows, cols)) in enumerate(LAYER_SHAPES.items()):
+        depth = 0.5 * (bounds[k] + bounds[k + 1])
+        core = EM_CORE + EM_CORE_PER_X0 * np.clip(depth - start, 0.0, None)
+        em = em_layers[:, k] * rng.lognormal(0.0, 0.03, n)
+        deposits = [(centre[:, None, :], core[:, None], (em * (1 - EM_HALO_SHARE))[:, None]),
+                    (centre[:, None, :], np.full((n, 1), EM_HALO), (em * EM_HALO_SHARE)[:, None]),
+                    (centre[:, None, :], np.full((n, 1), 0.01), track_layers[:, k:k + 1])]
+        clumps = centre[:, None, :] + rng.normal(0.0, HADRON_SPREAD, (n, 3, 2))
+        weights = rng.dirichlet(np.ones(3), n)
+        deposits.append((clumps, np.full((n, 3), HADRON_CLUMP), hadron_layers[:, k:k + 1] * weights))
+        e = sum(_lateral(rows, cols, c, s, w) for c, s, w in deposits)
+        visible = e.sum(axis=(1, 2))
+        smear = 1 + SAMPLING_TERM / np.sqrt(np.maximum(visible, 1e-3)) * rng.standard_normal(n)
+        e = e * np.clip(smear, 0.0, None)[:, None, None] + CELL_NOISE_GEV * rng.standard_normal(e.shape)
+        out[key] = np.where(e < 3 * CELL_NOISE_GEV, 0.0, e).astype(np.float32)
+    out["energy"] = sum(out[k].astype(np.float64).sum(axis=(1, 2)) for k in LAYER_SHAPES)[:, None]
+    return out
+
+
+def write_calo_showers(folder: str | os.PathLike, n_per_class: int, seed: int = 0) -> dict[str, Path]:
+    """Layout 3 like :func:`write_calo_layers` (``folder/<class>.h5`` with ``layer_0``, ``layer_1``,
+    ``layer_2``, ``energy``), with the overlapping showers of :func:`calo_shower_events`."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in LAYER_CLASSES:
+        out[name] = Path(folder) / f"{name}.h5"
+        with _atomic_h5(out[name]) as handle:
+            for key, value in calo_shower_events(n_per_class, name, rng).items():
+                handle.create_dataset(key, data=value)
+    return out

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from imgen.errors import ImgenError
+from imgen.output.images import class_name_problem
 
 JSON_SUFFIXES = (".json", ".json.gz")
 #: File name suffix -> kind of event file (a key of :data:`imgen.events.readers.READERS`); longest first.
@@ -97,6 +98,10 @@ def check_class_name(name: str, origin: str) -> str:
     if not CLASS_PATTERN.match(name):
         raise ImgenError(f"{origin}: class name {name!r} is not usable as a folder name "
                          f"(letters, digits, '_', '.', '+', '-'); name it with --class NAME=GLOB")
+    problem = class_name_problem(name)
+    if problem:
+        raise ImgenError(f"{origin[:80]}{'...' if len(origin) > 80 else ''}: {problem} (name it with "
+                         "--class NAME=GLOB)")
     return name
 
 

@@ -1,4 +1,11 @@
-"""The HDF5 output (``--format hdf5|both``): the whole dataset in one file, images and their manifest columns."""
+"""The HDF5 output (``--format hdf5|both``): the whole dataset in one file, images and their manifest columns.
+
+HDF5 never sees a failed write. When the disk fills, a write that fails inside the HDF5 library leaves its
+objects half-flushed, and h5py then crashes while freeing them (``Exception ignored in ... __dealloc__``, then a
+segmentation fault). So the file is written through h5py's ``fileobj`` driver onto :class:`_FailSafeFile`, which
+records the first failed write (a full disk) and discards the rest: HDF5 closes cleanly, and the writer raises
+the recorded ``OSError`` itself, from Python, after removing the temporary file.
+"""
 from __future__ import annotations
 
 import os
@@ -18,6 +25,75 @@ def hdf5_name(shard: tuple[int, int] | None) -> str:
     return HDF5_NAME if shard is None else f"images{shard_suffix(shard)}.h5"
 
 
+class _FailSafeFile:
+    """The file object under h5py's ``fileobj`` driver: writes that fail are recorded, never raised into HDF5.
+
+    After the first failure (``error``) writes are dropped and the file keeps a
+    virtual size, so that HDF5 goes on and closes without an error; reads past
+    what reached the disk are zeros. The writer checks ``error`` after every
+    image and at the end.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._raw = open(path, "r+b", buffering=0)
+        self._position = 0
+        self._size = 0
+        self.error: OSError | None = None
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = OSError(exc.errno, exc.strerror or os.strerror(exc.errno or 0), str(self.path))
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        if self.error is None:
+            try:
+                done = 0
+                while done < size:
+                    done += os.pwrite(self._raw.fileno(), view[done:], self._position + done)
+            except OSError as exc:
+                self._fail(exc)
+        self._position += size
+        self._size = max(self._size, self._position)
+        return size
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._size - self._position if size is None or size < 0 else size
+        data = os.pread(self._raw.fileno(), size, self._position) if size > 0 else b""
+        data += bytes(size - len(data))
+        self._position += size
+        return data
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._position if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._raw.fileno(), size)
+            except OSError as exc:
+                self._fail(exc)
+        self._size = size
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        except OSError as exc:
+            self._fail(exc)
+
+
 class Hdf5Writer:
     """``X`` uint8 (N, H, W, 3), ``y`` class index, ``event``, ``split``,
     ``path``, ``source``; attribute ``classes``. One gzip chunk per image,
@@ -29,7 +105,8 @@ class Hdf5Writer:
         self.path = Path(path)
         fd, self._tmp = temp_file_beside(self.path, prefix=TMP_PREFIX, suffix=".h5")
         os.close(fd)
-        self._file = h5py.File(self._tmp, "w")
+        self._sink = _FailSafeFile(self._tmp)
+        self._file = h5py.File(self._sink, "w")
         self._file.attrs["classes"] = list(classes)
         for key, value in attrs.items():
             self._file.attrs[key] = value
@@ -47,7 +124,13 @@ class Hdf5Writer:
         self.count = 0
         self._mark = 0
 
+    def _check(self) -> None:
+        """Raise the write that failed (a full disk), naming the file."""
+        if self._sink.error is not None:
+            raise self._sink.error
+
     def append(self, class_name: str, event: str, split: str, path: str, source: str, chunk: bytes) -> None:
+        self._check()
         index = self.count
         if index >= self._x.shape[0]:
             self._x.resize(max(1024, 2 * index), axis=0)
@@ -80,17 +163,28 @@ class Hdf5Writer:
         self._x.resize(self.count, axis=0)
         for dataset in self._columns.values():
             dataset.resize(self.count, axis=0)
-        self._file.close()
+        self._close()
+        try:
+            self._check()
+        except OSError:
+            self._tmp.unlink(missing_ok=True)
+            raise
         return move_into_place(self._tmp, self.path)
 
-    def abort(self) -> None:
-        """Drop the unfinished file. Closing may fail (a full disk): the error that stopped
-        the run is the one to report, and the temporary file goes either way."""
+    def _close(self) -> None:
+        """Close the HDF5 file, then the file under it (in that order: HDF5 flushes into it)."""
+        self._columns.clear()
+        self._x = None
         try:
-            self._columns.clear()
-            self._x = None
             self._file.close()
-        except Exception:  # noqa: BLE001 - HDF5 cannot flush what the disk refused
+        finally:
+            self._sink.close()
+
+    def abort(self) -> None:
+        """Drop the unfinished file; the error that stopped the run is the one reported."""
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - the run is failing already; the temporary file goes either way
             pass
         finally:
             self._tmp.unlink(missing_ok=True)

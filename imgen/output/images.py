@@ -60,6 +60,20 @@ def check_images(paths: Sequence[str | os.PathLike]) -> tuple[int, int, int]:
         return height, width, DECODED_CHANNELS[image.mode]
 
 
+#: Bytes of a class name at most: image files are ``<class>_<event>.png``, file systems allow 255 bytes per
+#: name, and an event number has up to 20 digits (the class folder and staging names use it too).
+MAX_CLASS_NAME_BYTES = 200
+
+
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a class's images (too long for a file name), or None."""
+    size = len(name.encode("utf-8"))
+    if size > MAX_CLASS_NAME_BYTES:
+        return (f"class name {name[:24]!r}... is {size} bytes long, but its images are named <class>_<event>.png "
+                f"and file systems allow 255 bytes per name: use a class name of at most {MAX_CLASS_NAME_BYTES}")
+    return None
+
+
 def image_name(class_name: str, event_id: str) -> str:
     """``Wjets_10924.png``: the file name of an event's image, in its class folder."""
     return f"{class_name}_{event_id}.png"

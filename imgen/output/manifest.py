@@ -136,5 +136,10 @@ class ManifestSpool:
             self.close()
 
     def close(self) -> None:
-        self._handle.close()
-        Path(self._path).unlink(missing_ok=True)
+        """Drop the spool; closing may fail to flush its last rows (a full disk): it goes either way."""
+        try:
+            self._handle.close()
+        except OSError:
+            pass
+        finally:
+            Path(self._path).unlink(missing_ok=True)

@@ -14,7 +14,8 @@ def build_predict_parser() -> argparse.ArgumentParser:
                     "the classes.json beside it; arrays are read and scaled as the run's arrays.json "
                     "says, and their channel names must match): one row per image or event with a "
                     "score per class and the predicted class.")
-    parser.add_argument("--model", required=True, metavar="RUN/model.keras", help="the saved model")
+    parser.add_argument("--model", required=True, metavar="RUN|RUN/model.keras",
+                        help="the run folder, or its saved model")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER|HDF5",
                         help="PNG files or folders searched recursively for PNGs; for a run trained on "
                              "arrays: HDF5 files, folders or globs")
@@ -35,6 +36,10 @@ def build_predict_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> int:
     args = build_predict_parser().parse_args(argv)
     from transfer.deploy.predict import predict
+    from transfer.files import check_output_file
+
+    if args.out:
+        check_output_file(args.out)   # before scoring everything
 
     table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key, resample=args.resample,
                     backend=args.backend)

@@ -29,6 +29,7 @@ subcommands:
   {PROG} grid --data ... --backbones A,B --optimizers adam,rmsprop --fine-tune frozen,partial,full --out DIR
       (every combination, same split, resumable, with a heat-map summary)
   {PROG} pretrain --backbone NAME --image-size N --out DIR   (pretrain on simulated events; then --weights DIR)
+  {PROG} explain RUN [--methods saliency,integrated_gradients] [--events 4]   (what the network looks at)
   run "{PROG} SUBCOMMAND --help" for their options.
 
 examples:

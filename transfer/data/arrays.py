@@ -22,6 +22,9 @@ reads back so that new files are read and scaled exactly the same way.
 The split is the project's one rule (:func:`imgen.arrays.split_indices`: a
 hash of (seed, class, ``file#row``)), so an event has the split here that
 ``python -m imgen arrays`` gives it when exporting the same files to PNGs.
+imgen's own ``images.h5`` keeps what imgen recorded: its class names (a
+contradicting ``--classes`` is refused) and each event's split, as the
+manifest of the same events rendered to PNGs does.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from imgen.arrays import (DEFAULT_CHUNK_EVENTS, ArrayTransform, first_hdf5_file, fit_transform, list_datasets,
-                          open_arrays, split_indices, split_keys)
+                          open_arrays, split_indices, split_keys, split_method)
 from imgen.errors import ImgenError
 from transfer.data import DataSource, DataView
 from transfer.errors import TransferError
@@ -42,7 +45,8 @@ from transfer.run_folder import ARRAYS_FILE, read_arrays_info
 
 log = logging.getLogger(__name__)
 
-#: ``split_source`` of metrics.json and ``split.method`` of arrays.json.
+#: ``split_source`` of metrics.json and ``split.method`` of arrays.json, for files other than imgen's own
+#: output (whose recorded split is used: :func:`imgen.arrays.split_method`).
 SPLIT_SOURCE = "hash of (seed, class, file#row)"
 #: Training events sampled for the per-channel range that maps arrays onto 0..255 for pretrained backbones.
 VALUE_RANGE_EVENTS = 10_000
@@ -163,7 +167,7 @@ class ArrayView(DataView):
         """The content of ``arrays.json``: the reader's configuration and the fitted transform."""
         config = self.source.config
         return {"arrays": self.source.ds.config(), "transform": self.transform.to_dict(),
-                "split": {"method": SPLIT_SOURCE, "fractions": list(config.split), "seed": config.seed}}
+                "split": {"method": self.source.split_source, "fractions": list(config.split), "seed": config.seed}}
 
     def run_files(self) -> dict[str, str]:
         return {**super().run_files(), ARRAYS_FILE: json.dumps(self.arrays_info(), indent=2) + "\n"}
@@ -188,8 +192,11 @@ class ArraySource(DataSource):
         self.ds, self.config = dataset, config
         self.class_names = list(dataset.classes)
         self.labels_all = dataset.labels
-        self.default_splits = split_indices(dataset, config.seed, config.split)
-        self.split_source = SPLIT_SOURCE
+        try:
+            self.default_splits = split_indices(dataset, config.seed, config.split)
+            self.split_source = split_method(dataset)
+        except ImgenError as exc:
+            raise _as_transfer_error(exc) from None
 
     def ids(self, indices) -> list[str]:
         return self.ds.event_sources(np.asarray(indices, dtype=np.int64))
@@ -265,7 +272,7 @@ def check_prediction_grids(dataset, saved: dict, where: str, arrays_file: Path) 
             raise TransferError(
                 f"{where}: key {key} holds {shape[0]}x{shape[1]} cells per event, but the model was trained on "
                 f"{want[0]}x{want[1]} ({arrays_file}); its scores on another grid are not comparable. "
-                "Pass --resample (resample=True) to resample them onto the training grid anyway")
+                "Pass --resample to resample them onto the training grid anyway")
 
 
 def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int = 256, x_key=None, model=None,
@@ -281,10 +288,10 @@ def predict_arrays(model_path: str | os.PathLike, inputs: list, batch_size: int 
     (``file#row``), ``score_<class>`` per class, ``predicted_class``.
     """
     from transfer.evaluation.metrics import predictions_table
-    from transfer.run_folder import load_model, read_classes
+    from transfer.run_folder import load_model, read_classes, require_model
 
-    if model is None and not Path(model_path).is_file():
-        raise TransferError(f"--model {model_path}: no such file")
+    if model is None:
+        model_path = require_model(model_path)
     class_names = read_classes(model_path)["classes"]
     info = read_arrays_info(model_path)
     saved, transform = info["arrays"], ArrayTransform.from_dict(info["transform"])

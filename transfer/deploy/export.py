@@ -45,13 +45,14 @@ from typing import Callable
 
 import numpy as np
 
-from transfer.deploy.firmware import HlsOptions, _write_hls4ml, check_fits_fpga, hls_inputs, relocate_hls_project
+from transfer.deploy.firmware import (PROFILE_EVENTS, HlsOptions, _write_hls4ml, agreement_line, check_fits_fpga,
+                                      emulate, fixed_point_agreement, hls_inputs, relocate_hls_project)
 from transfer.deploy.runtimes import (_run_onnx, _run_saved_model, _run_tflite, _write_onnx, _write_saved_model,
                                       _write_tflite, require, single_input_model)
 from transfer.errors import TransferError
-from transfer.files import check_output_folder, staged_folder, write_text_atomic
-from transfer.run_folder import (CLASSES_FILE, PREDICTIONS_FILE, data_kind, load_model, read_arrays_info,
-                                 read_classes, read_config)
+from transfer.files import check_output_folder, output_lock, staged_folder, write_text_atomic
+from transfer.run_folder import (CLASSES_FILE, PREDICTIONS_FILE, SPLIT_FILE, data_kind, load_model,
+                                 read_arrays_info, read_classes, read_config, require_model)
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ EVENT_READERS: dict[str, Callable] = {"images": _image_events, "arrays": _array_
 
 def read_test_events(model_path: str | os.PathLike, max_events: int | None = None) -> TestEvents:
     """The test events of the run beside ``model_path`` (first ``max_events`` of ``predictions.csv``)."""
-    model_path = Path(model_path)
+    model_path = require_model(model_path)
     info = read_classes(model_path)
     kind = data_kind(model_path, EVENT_READERS)
     table = _read_predictions(model_path)
@@ -166,6 +167,62 @@ def read_test_events(model_path: str | os.PathLike, max_events: int | None = Non
         table = table.iloc[:max_events]
     labels = _labels(table, info["classes"], model_path.with_name(PREDICTIONS_FILE))
     return TestEvents(EVENT_READERS[kind](model_path, table, info), labels, list(table["path"]))
+
+
+def read_training_events(model_path: str | os.PathLike, max_events: int = PROFILE_EVENTS, seed: int = 0) -> np.ndarray:
+    """Up to ``max_events`` training events of the run (``split.csv``), as ``model.keras`` takes them: what
+    the firmware's fixed-point ranges are measured on. Raises :class:`TransferError` if they cannot be read."""
+    import pandas as pd
+
+    model_path = require_model(model_path)
+    path = model_path.with_name(SPLIT_FILE)
+    try:
+        table = pd.read_csv(path, dtype={"path": str, "class": str, "split": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise TransferError(f"{path}: cannot read the run's split ({exc})") from None
+    table = table[table["split"] == "train"]
+    if table.empty:
+        raise TransferError(f"{path}: lists no training events")
+    if len(table) > max_events:
+        table = table.sample(max_events, random_state=seed).sort_index()
+    info = read_classes(model_path)
+    return EVENT_READERS[data_kind(model_path, EVENT_READERS)](model_path, table.reset_index(drop=True), info)
+
+
+@dataclass
+class ExportContext:
+    """What a format's writer may need besides the model: the run's events (read once, when asked for)."""
+
+    model_path: Path
+    test: TestEvents
+    _profile: tuple | None = None
+
+    def profile_inputs(self) -> tuple[np.ndarray, str]:
+        """``(inputs, description)``: the run's training events (the test events when those cannot be read)."""
+        if self._profile is None:
+            try:
+                events = read_training_events(self.model_path)
+                self._profile = (events, f"{len(events)} training events of the run")
+            except TransferError as exc:
+                log.warning("hls4ml: the training events cannot be read (%s); the ranges are measured on the "
+                            "test events instead", exc)
+                self._profile = (self.test.inputs, f"the {len(self.test.inputs)} test events (no training events)")
+        return self._profile
+
+
+def check_not_collapsed(model_path: Path, allow: bool) -> None:
+    """Refuse a run whose network collapsed (metrics.json, health): it learned nothing worth deploying."""
+    from transfer.run_folder import read_metrics
+
+    try:
+        health = read_metrics(model_path).get("health", {})
+    except TransferError:
+        return  # a run without metrics.json: nothing to go by
+    if health.get("collapsed") and not allow:
+        reason = next((w for w in health.get("warnings", []) if w.startswith("COLLAPSED")),
+                      "COLLAPSED: the network learned nothing")
+        raise TransferError(f"--model {model_path}: {reason} ({model_path.with_name('metrics.json')}, health); an "
+                            "export would deploy that. Train it again, or pass --allow-collapsed to export it anyway")
 
 
 def preprocessing_info(model_path: Path, model) -> dict:
@@ -239,24 +296,39 @@ def _compare(reference, scores, labels, class_names) -> dict:
 
 def export_model_files(model_path: str | os.PathLike, formats, out: str | os.PathLike,
                        hls: HlsOptions | None = None, max_events: int | None = None, batch_size: int = 256,
-                       overwrite: bool = False) -> dict:
-    """Export ``model_path`` in ``formats`` into ``out``, check each in its runtime; returns export_check.json.
+                       overwrite: bool = False, allow_collapsed: bool = False, progress: bool = True) -> dict:
+    """Export ``model_path`` (a run's ``model.keras`` or its folder) in ``formats`` into ``out``, check each in
+    its runtime; returns export_check.json.
+
+    For hls4ml, ``check["formats"]["hls4ml"]["agreement"]`` says whether the
+    firmware's test AUC is within ``hls.auc_margin`` of the float model's
+    (the command fails when it is not, unless ``hls.accept_auc_loss``).
 
     Raises:
         TransferError: an unknown format, a missing library (with the install
-            hint), a pretrained backbone for hls4ml, a run folder missing its
-            files, or a float export that differs from Keras by more than
+            hint), a pretrained backbone for hls4ml, a run that collapsed
+            (unless ``allow_collapsed``), a run folder missing its files, or a
+            float export that differs from Keras by more than
             :data:`FLOAT_TOLERANCE` (``out`` is then left as it was).
     """
-    model_path = Path(model_path)
+    model_path = require_model(model_path)   # a run folder names its model.keras
     names = parse_formats(formats)
     hls = hls or HlsOptions()
     if hls.reuse_factor < 1:
         raise TransferError(f"--reuse-factor {hls.reuse_factor}: must be 1 or more")
-    check_output_folder(out, overwrite)
+    if not 0 <= hls.auc_margin <= 1:
+        raise TransferError(f"--auc-margin {hls.auc_margin:g}: an AUC difference, between 0 and 1")
+    with output_lock(Path(out), "export"):   # one export per folder, from the start (an hls4ml build takes minutes)
+        check_output_folder(out, overwrite)
+        return _export(model_path, names, out, hls, max_events, batch_size, overwrite, allow_collapsed, progress)
+
+
+def _export(model_path: Path, names: list[str], out, hls: HlsOptions, max_events, batch_size: int, overwrite: bool,
+            allow_collapsed: bool, progress: bool) -> dict:
     model = single_input_model(load_model(model_path))
     if "hls4ml" in names:  # before the libraries: installing hls4ml would not help here
         check_fits_fpga(model_path, model)
+    check_not_collapsed(model_path, allow_collapsed)
     for name in names:  # every library before any export
         for module in FORMATS[name].modules:
             require(module, name)
@@ -266,15 +338,17 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
     keras_auc = _auc(events.labels, reference, class_names)
     check = {"model": str(model_path), "n_test_events": len(events.labels), "classes": class_names,
              "keras_test_auc": keras_auc, "float_tolerance": FLOAT_TOLERANCE, "formats": {}}
-    with staged_folder(out, overwrite) as staging:
+    context = ExportContext(model_path, events)
+    with staged_folder(out, overwrite, "export") as staging:
         for name in names:
             fmt = FORMATS[name]
             started = time.perf_counter()
             target = staging / fmt.artifact
-            facts = fmt.write(model, target, hls)
+            facts = fmt.write(model, target, hls, context)
             if name == "hls4ml":
                 hls_model = facts.pop("hls_model")
-                scores = hls_model.predict(hls_inputs(model, events.inputs))
+                log.info("hls4ml: emulating the firmware on %d test events", len(events.inputs))
+                scores = emulate(hls_model, hls_inputs(model, events.inputs), progress=progress)
             else:
                 run = fmt.run(target)
                 scores = np.concatenate([run(events.inputs[i:i + batch_size])
@@ -289,11 +363,7 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
             if name == "hls4ml":
                 result["float_test_auc"] = keras_auc
                 result["fixed_point_test_auc"] = result.pop("test_auc")
-                if None not in (keras_auc, result["fixed_point_test_auc"]) and \
-                        abs(keras_auc - result["fixed_point_test_auc"]) > 0.01:
-                    log.warning("hls4ml: the fixed-point test AUC %.4f is more than 0.01 from the float %.4f: "
-                                "try a wider --precision (e.g. ap_fixed<18,8>)", result["fixed_point_test_auc"],
-                                keras_auc)
+                result["agreement"] = fixed_point_agreement(result, hls)
             check["formats"][name] = result
             log.info("%s: %s, max |score - Keras| %.3g", name, fmt.artifact, result["max_abs_diff"])
         if "hls4ml" in names:
@@ -306,7 +376,7 @@ def export_model_files(model_path: str | os.PathLike, formats, out: str | os.Pat
 
 
 def summary_lines(check: dict, out) -> list[str]:
-    """The console summary of ``export_check.json``."""
+    """The console summary of ``export_check.json``; for hls4ml it ends with the fixed-point agreement."""
     lines = [f"exported {check['model']} to {out} (checked on {check['n_test_events']} test events, "
              f"Keras test AUC {_fmt(check['keras_test_auc'])})"]
     for name, r in check["formats"].items():
@@ -314,13 +384,29 @@ def summary_lines(check: dict, out) -> list[str]:
                      f"same class {r['same_predicted_class']:.1%}")
         if name == "hls4ml":
             res = r["resources"]
-            lines.append(f"    fixed point {r['precision']}, reuse factor {r['reuse_factor']}: test AUC "
-                         f"{_fmt(r['fixed_point_test_auc'])} (float {_fmt(r['float_test_auc'])}); about "
-                         f"{res['dsp_estimate']} DSPs, {res['weight_memory_kbit']} kbit of weights "
-                         f"(hls4ml's estimate, no synthesis)")
+            fits = "" if res.get("fits_part") is None else (
+                f", {'within' if res['fits_part'] else 'BEYOND'} the {res['part']}")
+            lines.append(f"    fixed point {r['precision_rule']}, reuse factor {r['reuse_factor']}: about "
+                         f"{res['dsp_estimate']:,} DSPs, {res['weight_memory_kbit']} kbit of weights (hls4ml's "
+                         f"estimate, no synthesis{fits})")
+            lines += [f"    WARNING: {warning}" for warning in res.get("warnings", [])]
             lines.append(f"    per-layer precision in export_check.json; synthesis {r['synthesis']}")
     lines.append(f"  how to run them: {Path(out) / 'README.md'}")
+    if "hls4ml" in check["formats"]:
+        lines.append(agreement_line(check["formats"]["hls4ml"]["agreement"], check["n_test_events"]))
     return lines
+
+
+def firmware_failure(check: dict) -> str | None:
+    """The error line when the firmware's test AUC is beyond the margin and not accepted, else None."""
+    agreement = check["formats"].get("hls4ml", {}).get("agreement")
+    if not agreement or agreement["within_margin"] is not False or agreement["accepted"]:
+        return None
+    return (f"hls4ml: the firmware's test AUC {agreement['fixed_point_test_auc']:.3f} is "
+            f"{agreement['auc_loss']:.3f} below the float model's {agreement['float_test_auc']:.3f}, more than the "
+            f"margin {agreement['margin']:g}: it does not compute what the model computes. The export is in the "
+            "folder for inspection (export_check.json: each layer's precision and range); try a wider --precision, "
+            "or pass --accept-auc-loss (or a larger --auc-margin) to accept it")
 
 
 def _fmt(value) -> str:

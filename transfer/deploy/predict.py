@@ -55,7 +55,7 @@ def predict_images(model_path: str | os.PathLike, paths: list, batch_size: int =
     already loaded (it must be the one at ``model_path``).
     """
     if model is None:
-        require_model(model_path)
+        model_path = require_model(model_path)
     class_names = read_classes(model_path)["classes"]
     files = collect_images(paths)
     shape = check_images(files)
@@ -94,5 +94,6 @@ def predict(model_path: str | os.PathLike, inputs: list, batch_size: int = 64, x
     from transfer.training.devices import use_backend
 
     use_backend(backend)
-    kind = data_kind(require_model(model_path), DATA_KINDS)
+    model_path = require_model(model_path)   # a run folder names its model.keras
+    kind = data_kind(model_path, DATA_KINDS)
     return DATA_KINDS[kind].predict(model_path, inputs, batch_size, x_key=x_key, resample=resample)

@@ -26,7 +26,7 @@ def single_input_model(model):
     return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
 
 
-def _write_onnx(model, path: Path, options) -> dict:
+def _write_onnx(model, path: Path, options, context=None) -> dict:
     require("tf2onnx", "onnx")
     onnx = require("onnx", "onnx")
     model.export(str(path), format="onnx", verbose=False)
@@ -44,7 +44,7 @@ def _run_onnx(path: Path):
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _write_saved_model(model, path: Path, options) -> dict:
+def _write_saved_model(model, path: Path, options, context=None) -> dict:
     model.export(str(path), format="tf_saved_model", verbose=False)
     return {"signature": "serve", "serving_default": True}
 
@@ -56,7 +56,7 @@ def _run_saved_model(path: Path):
     return lambda x: loaded.serve(x).numpy()
 
 
-def _write_tflite(model, path: Path, options) -> dict:
+def _write_tflite(model, path: Path, options, context=None) -> dict:
     model.export(str(path), format="litert", verbose=False)
     return {"batch_dimension": "dynamic (resize_tensor_input)"}
 

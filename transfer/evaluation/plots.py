@@ -10,6 +10,26 @@ from transfer.evaluation.metrics import SplitScores, signal_classes, signal_inde
 from transfer.evaluation.physics import likelihood_ratio_discriminant
 
 
+#: Characters of a class name shown in legends and on axes (a longer one is cut, with an ellipsis).
+NAME_CHARS = 24
+
+
+def short_name(name: str, limit: int = NAME_CHARS) -> str:
+    """``name`` cut to ``limit`` characters (the middle dropped) so that legends and axes stay in the figure."""
+    name = str(name)
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return f"{name[:head]}\u2026{name[-(limit - 1 - head):]}"
+
+
+def unmeasured_rejection(fpr, tpr, n_background: int) -> int | None:
+    """``n_background`` when no background event passes any cut that keeps signal below 100 % efficiency (the
+    rejection curve is then empty: it is only known to exceed the number of background events), else None."""
+    fpr, tpr = np.asarray(fpr), np.asarray(tpr)
+    return None if np.any((fpr > 0) & (tpr < 1)) else int(n_background)
+
+
 def new_figure(ncols: int = 1, width: float = 6.0, height: float = 5.0):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -31,8 +51,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confu
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(matrix.max(), 1e-9))
         figure.colorbar(image, ax=ax, label=label)
         ticks = range(len(class_names))
-        ax.set_xticks(ticks, class_names, rotation=30, ha="right")
-        ax.set_yticks(ticks, class_names)
+        ax.set_xticks(ticks, [short_name(c) for c in class_names], rotation=30, ha="right")
+        ax.set_yticks(ticks, [short_name(c) for c in class_names])
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{title} ({label})")
@@ -64,34 +84,47 @@ def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one cl
             continue
         fpr, tpr, _ = roc_curve(truth, scores[:, k])
         who = "" if baseline is None else ", network"
-        line, = ax.plot(fpr, tpr, label=f"{name}{who} (AUC = {roc_auc_score(truth, scores[:, k]):.3f})")
+        shown = short_name(name)
+        line, = ax.plot(fpr, tpr, label=f"{shown}{who} (AUC = {roc_auc_score(truth, scores[:, k]):.3f})")
         if baseline is not None:
             b_truth = np.asarray(baseline.y_true) == k
             b_fpr, b_tpr, _ = roc_curve(b_truth, baseline.scores[:, k])
             ax.plot(b_fpr, b_tpr, ls="--", lw=1, color=line.get_color(),
-                    label=f"{name}, baseline (AUC = {roc_auc_score(b_truth, baseline.scores[:, k]):.3f})")
+                    label=f"{shown}, baseline (AUC = {roc_auc_score(b_truth, baseline.scores[:, k]):.3f})")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance (AUC = 0.5)")
     ax.set(xlabel="false positive rate (fraction of other-class events accepted)",
            ylabel="true positive rate (fraction of class events accepted)", title=title,
            xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     if binary:
         ax = axes[1]
         s = signal_index(class_names, signal)
         truth = y_true == s
+        n_background = int((~truth).sum())
         if 0 < truth.sum() < len(truth):
             fpr, tpr, _ = roc_curve(truth, scores[:, s])
             keep = fpr > 0
-            ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal = {class_names[s]}, "
-                                                       f"background = {class_names[1 - s]}")
+            ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"signal: {short_name(class_names[s])}\n"
+                                                       f"background: {short_name(class_names[1 - s])}")
+            if unmeasured_rejection(fpr, tpr, n_background) is not None:   # every signal event passes first
+                ax.axhline(n_background, color="grey", ls=":", label=f"rejection > {n_background} (no background passes)")
+                ax.set_ylim(0.8, 2.0 * n_background)
+                ax.text(0.5, 0.5, f"no background event of the {n_background} in the test split passes\n"
+                        "any cut that keeps signal below 100 % efficiency:\nthe rejection there is more than "
+                        f"{n_background} (too few events to measure it)", transform=ax.transAxes, ha="center",
+                        va="center", fontsize=8, color="dimgrey")
             if baseline is not None:
                 b_fpr, b_tpr, _ = roc_curve(np.asarray(baseline.y_true) == s, baseline.scores[:, s])
                 keep = b_fpr > 0
                 ax.plot(b_tpr[keep], 1.0 / b_fpr[keep], ls="--", lw=1, label="baseline (gradient-boosted trees)")
-            ax.legend(loc="upper right")
+            ax.legend(loc="lower left", fontsize="small")
+        else:
+            missing = class_names[s] if not truth.any() else class_names[1 - s]
+            ax.text(0.5, 0.5, f"no {short_name(missing)} events in this split:\nno rejection can be computed",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=9, color="dimgrey")
         ax.set_yscale("log")
-        ax.set(xlabel=f"signal efficiency (fraction of {class_names[s]} events accepted)",
+        ax.set(xlabel=f"signal efficiency (fraction of {short_name(class_names[s], 16)} accepted)",
                ylabel="background rejection 1 / FPR", title="Background rejection vs signal efficiency",
                xlim=(0, 1))
         ax.grid(alpha=0.3, which="both")
@@ -112,10 +145,10 @@ def plot_discriminant(y_true, scores, class_names, path, signal: str | None = No
             chosen = values[y_true == j]
             if len(chosen):
                 ax.hist(chosen, bins=bins, histtype="step", lw=1.5, density=True,
-                        label=f"true {name} ({len(chosen)})")
-        background = " + ".join(f"p({c})" for j, c in enumerate(class_names) if j != k)
-        ax.set(xlabel=f"ln[p({class_names[k]}) / ({background})]", ylabel="events (normalised)",
-               title=f"{title}: signal {class_names[k]}")
+                        label=f"true {short_name(name)} ({len(chosen)})")
+        background = " + ".join(f"p({short_name(c, 12)})" for j, c in enumerate(class_names) if j != k)
+        ax.set(xlabel=f"ln[p({short_name(class_names[k], 12)}) / ({background})]", ylabel="events (normalised)",
+               title=f"{title}: signal {short_name(class_names[k])}")
         ax.grid(alpha=0.3)
         ax.legend()
     figure.savefig(path, dpi=120)

@@ -295,3 +295,25 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
     rf.write_metrics(folder, metrics)
     (folder / rf.REPORT_FILE).write_text(report_markdown(metrics, class_names), encoding="utf-8")
     return metrics
+
+
+def replace_section(path, key: str, lines: list[str]) -> Path:
+    """Put ``lines`` into ``report.md`` at ``path`` as the section ``key``, replacing that section where an
+    earlier command wrote it (between ``<!-- hepvision:KEY -->`` markers), else at the end.
+
+    For what commands run later on a finished run add to its report (``python -m transfer explain``), so
+    that running one again updates its section instead of appending another.
+    """
+    from transfer.files import write_text_atomic
+
+    path = Path(path)
+    start, end = f"<!-- hepvision:{key} -->", f"<!-- /hepvision:{key} -->"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    block = "\n".join([start, *lines, end]) + "\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block
+    write_text_atomic(path, text)
+    return path

@@ -46,14 +46,23 @@ def run_experiment(config):
     """Run what ``config`` asks for: ``--folds``, ``--train-fraction`` or one training run.
 
     ``--weights toy-cms`` is pretrained first when it is not in the Keras cache yet. Keras is set to
-    ``config.backend`` before anything imports it.
+    ``config.backend`` before anything imports it. The output folder is locked from the start
+    (:func:`transfer.files.output_lock`): a second run on the same ``out`` is refused before it opens any data;
+    in a job of several processes only process 0, the one that writes, takes the lock.
     """
+    import contextlib
+    from pathlib import Path
+
     from transfer.experiments.pretrain import ensure_toy_cms
-    from transfer.training.devices import start_backend
+    from transfer.files import output_lock
+    from transfer.training.devices import start_backend, writes_results
 
     start_backend(config)
-    ensure_toy_cms(config)
-    for applies, runner in EXPERIMENTS.values():
-        if applies(config):
-            return runner(config)
+    lock = output_lock(Path(config.out or config.default_out())) if writes_results(config) \
+        else contextlib.nullcontext()
+    with lock:
+        ensure_toy_cms(config)
+        for applies, runner in EXPERIMENTS.values():
+            if applies(config):
+                return runner(config)
     raise AssertionError("the single run always applies")

@@ -17,6 +17,7 @@ Example::
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,13 @@ def average_predictions(runs: list) -> tuple[list[str], "object", list]:
     """Check that ``runs`` share classes and test events; return (classes, averaged table, member tables)."""
     if len(runs) < 2:
         raise TransferError("ensemble: give at least two run folders")
+    seen: dict[Path, object] = {}
+    for run in runs:
+        key = Path(run).resolve()
+        if key in seen:
+            raise TransferError(f"ensemble: {run} is given twice (also as {seen[key]}); an ensemble of a run with "
+                                "itself is that run: give two or more different runs")
+        seen[key] = run
     first_classes, first = read_run_predictions(runs[0])
     members = [first]
     for run in runs[1:]:
@@ -100,6 +108,10 @@ def average_predictions(runs: list) -> tuple[list[str], "object", list]:
                                 "different true classes")
         members.append(table)
     columns = [SCORE_PREFIX + n for n in first_classes]
+    for i, j in itertools.combinations(range(len(members)), 2):
+        if np.array_equal(members[i][columns].to_numpy(dtype=np.float64), members[j][columns].to_numpy(dtype=np.float64)):
+            raise TransferError(f"ensemble: {runs[j]} and {runs[i]} give identical scores to every test event: copies "
+                                "of one run, and an ensemble of a run with itself is that run; give different runs")
     averaged = first[["path", "true_class"]].copy()
     averaged[columns] = np.mean([m[columns].to_numpy(dtype=np.float64) for m in members], axis=0)
     return first_classes, averaged, members

@@ -346,16 +346,10 @@ def run_grid(data=None, *, backbones=None, optimizers=None, fine_tune=None, out=
     every cell (``epochs``, ``image_size``, ``weights``, ``on_missing_weights``,
     ``seed``, ``folds``...; ``verbose`` defaults to 0). ``cells`` trains a subset
     (cell or run names, shell patterns). ``overwrite=True`` retrains every
-    selected cell. Returns a :class:`GridResult`.
+    selected cell. Returns a :class:`GridResult`. The grid's folder is locked while it runs: a second grid
+    on the same ``out`` is refused, naming the first.
     """
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from imgen.cli_guard import is_disk_full
-    from transfer.experiments import run_experiment
-    from transfer.experiments.grid_report import figures_text, read_run_figures, write_grid_summary
     from transfer.training.devices import use_backend
-    from transfer.training.features import sharing_features
 
     options = {k: v for k, v in options.items() if v is not None}
     options["backend"] = use_backend(options.get("backend"))  # before anything imports Keras
@@ -373,9 +367,24 @@ def run_grid(data=None, *, backbones=None, optimizers=None, fine_tune=None, out=
     backbones = backbones if backbones is not None else options.pop("backbone", TrainConfig.backbone)
     optimizers = optimizers if optimizers is not None else options.pop("optimizer", TrainConfig.optimizer)
     fine_tune = fine_tune if fine_tune is not None else TrainConfig.fine_tune
-    plan = plan_grid(_yaml_ready(options), backbones, optimizers, fine_tune, out or "runs/grid", cells)
-    _check_resume(plan, overwrite)
-    _write_grid_file(plan)
+    from transfer.files import output_lock
+
+    with output_lock(Path(out or "runs/grid"), "transfer grid"):   # one grid per folder, from the start
+        plan = plan_grid(_yaml_ready(options), backbones, optimizers, fine_tune, out or "runs/grid", cells)
+        _check_resume(plan, overwrite)
+        _write_grid_file(plan)
+        return _train_cells(plan, overwrite, progress)
+
+
+def _train_cells(plan: GridPlan, overwrite: bool, progress: bool) -> GridResult:
+    """Train the selected cells that are not complete, one line per cell, then the summary."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from imgen.cli_guard import is_disk_full
+    from transfer.experiments import run_experiment
+    from transfer.experiments.grid_report import figures_text, read_run_figures, write_grid_summary
+    from transfer.training.features import sharing_features
 
     by_name = {run.name: run for run in plan.runs}
     todo, skipped = [], []
@@ -406,11 +415,9 @@ def run_grid(data=None, *, backbones=None, optimizers=None, fine_tune=None, out=
             started = time.perf_counter()
             try:
                 run_experiment(config)
-            except OSError as exc:
+            except Exception as exc:  # a failing cell is recorded; the others go on (not on a full disk)
                 if is_disk_full(exc):
                     raise
-                failures[run.name] = f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # a failing cell is recorded; the others go on
                 failures[run.name] = str(exc) if isinstance(exc, TransferError) else f"{type(exc).__name__}: {exc}"
                 log.debug("cell %s failed", run.name, exc_info=True)
             durations.append(time.perf_counter() - started)

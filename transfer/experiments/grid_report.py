@@ -125,7 +125,8 @@ def figures_text(figures: dict | None) -> str:
     if not figures:
         return "no results"
     f = figures
-    health = "COLLAPSED" if f["collapsed"] else ("healthy" if not f["warnings"] else f"healthy, {f['warnings']} warning(s)")
+    health = ("COLLAPSED" if f["collapsed"] else "healthy" if not f["warnings"]
+              else f"healthy, {int(f['warnings'])} warning(s)")
     return (f"test accuracy {_with_interval(f['test_accuracy'], f.get('test_accuracy_low'), f.get('test_accuracy_high'))}, "
             f"ROC AUC {_with_interval(f['test_auc'], f.get('test_auc_low'), f.get('test_auc_high'))}, {health}")
 
@@ -239,7 +240,6 @@ def plot_grid(plan, table, path) -> Path:
     panels = _panels(plan)
     rows = {(r["backbone"], r["optimizer"], r["regime"]): r for r in table.to_dict("records")}
     done = table[table["status"] == "done"]
-    values = done[f"test_{metric}"].dropna().tolist() if f"test_{metric}" in done else []
     chance = 0.5 if metric == "auc" else float(done["majority_fraction"].dropna().min()) \
         if "majority_fraction" in done and done["majority_fraction"].notna().any() else 0.0
     base = baseline_figures(table, metric)

@@ -40,7 +40,7 @@ import numpy as np
 from transfer.config import TrainConfig
 from transfer.data import open_data
 from transfer.errors import OptionError, TransferError
-from transfer.files import staged_folder
+from transfer.files import output_lock, staged_folder
 from transfer.models.backbones import get_backbone
 from transfer.run_folder import run_facts, write_config, write_json
 from transfer.training.plan import output_folder, plan_run, recorded_config
@@ -58,17 +58,23 @@ class LRFindResult:
 
     out_dir: Path
     table: "object"  # pandas.DataFrame
-    suggested_lr: float
+    suggested_lr: float | None
     min_loss_lr: float
     steepest_lr: float
     diverged: bool
     stage: str
 
+    #: why no rate is suggested (the loss still falling at the end of the scan), else None
+    no_suggestion: str | None = None
+
     def summary_lines(self) -> list[str]:
-        return [f"learning-rate range test ({self.stage} stage, {len(self.table)} steps"
-                + (", stopped at divergence" if self.diverged else "") + f"): {self.out_dir}",
-                f"lowest smoothed loss at lr {self.min_loss_lr:.3g}; steepest descent at lr {self.steepest_lr:.3g}",
-                f"suggested learning rate (lowest loss / 10): {self.suggested_lr:.3g}  (--lr {self.suggested_lr:.2g})"]
+        lines = [f"learning-rate range test ({self.stage} stage, {len(self.table)} steps"
+                 + (", stopped at divergence" if self.diverged else "") + f"): {self.out_dir}",
+                 f"lowest smoothed loss at lr {self.min_loss_lr:.3g}; steepest descent at lr {self.steepest_lr:.3g}"]
+        if self.suggested_lr is None:
+            return lines + [f"no learning rate suggested: {self.no_suggestion}"]
+        return lines + [f"suggested learning rate (lowest loss / 10): {self.suggested_lr:.3g}  "
+                        f"(--lr {self.suggested_lr:.2g})"]
 
 
 def lr_schedule(start_lr: float, end_lr: float, steps: int) -> np.ndarray:
@@ -86,7 +92,10 @@ def smooth_losses(losses, beta: float = 0.98) -> np.ndarray:
 
 
 def suggest_learning_rates(lrs, smoothed) -> dict[str, float]:
-    """``min_loss_lr``, ``suggested_lr`` (= min_loss_lr / 10) and ``steepest_lr`` from a smoothed curve."""
+    """``min_loss_lr``, ``suggested_lr`` (= min_loss_lr / 10) and ``steepest_lr`` from a smoothed curve.
+
+    No ``suggested_lr`` (None, and ``no_suggestion`` says why) when the lowest loss is in the last steps of the
+    scan (the last 5 %): the loss was still falling, and one decade below its end is no rule then."""
     lrs, smoothed = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
     finite = np.isfinite(smoothed)
     if not finite.any():
@@ -99,8 +108,14 @@ def suggest_learning_rates(lrs, smoothed) -> dict[str, float]:
     if lowest - skip >= 2:
         slope = np.gradient(smoothed[skip:lowest + 1], np.log(lrs[skip:lowest + 1]))
         steepest = skip + int(np.argmin(slope))
-    return {"suggested_lr": float(lrs[lowest] / 10), "min_loss_lr": float(lrs[lowest]),
-            "steepest_lr": float(lrs[steepest])}
+    found = {"suggested_lr": float(lrs[lowest] / 10), "min_loss_lr": float(lrs[lowest]),
+             "steepest_lr": float(lrs[steepest]), "no_suggestion": None}
+    if lowest >= len(lrs) - max(1, len(lrs) // 20):   # the last steps: the loss may still be falling there
+        found["suggested_lr"] = None
+        found["no_suggestion"] = (f"the loss was still falling at the end of the scan (lowest at step {lowest + 1} "
+                                  f"of {len(lrs)}, lr {lrs[lowest]:.3g}), so where it turns up is not known; "
+                                  "scan on to higher rates (--end-lr) or with more --steps")
+    return found
 
 
 def plot_lr_find(table, suggestions: dict, path, title: str = "Learning-rate range test") -> Path:
@@ -114,7 +129,11 @@ def plot_lr_find(table, suggestions: dict, path, title: str = "Learning-rate ran
     for key, color, label in (("suggested_lr", "crimson", "suggested (lowest / 10)"),
                               ("steepest_lr", "darkorange", "steepest descent"),
                               ("min_loss_lr", "grey", "lowest loss")):
-        ax.axvline(suggestions[key], color=color, ls="--", label=f"{label}: {suggestions[key]:.2g}")
+        if suggestions.get(key) is not None:
+            ax.axvline(suggestions[key], color=color, ls="--", label=f"{label}: {suggestions[key]:.2g}")
+    if suggestions.get("no_suggestion"):
+        ax.text(0.02, 0.02, "no rate suggested: the loss was still falling at the end of the scan",
+                transform=ax.transAxes, fontsize=8, color="crimson")
     ax.set_xscale("log")
     finite = table["smoothed_loss"][np.isfinite(table["smoothed_loss"])]
     if len(finite):
@@ -142,6 +161,21 @@ def _cycle(batches, steps: int):
 def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, steps: int = 100,
             divergence: float = 4.0, beta: float = 0.98) -> LRFindResult:
     """Run the range test for ``config`` (see the module docstring); ``config.lr`` is not used."""
+    if not 0 < start_lr < end_lr:
+        raise OptionError(f"lr-find: need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
+    if steps < MIN_STEPS + 1:
+        raise OptionError(f"lr-find: --steps {steps}: need at least {MIN_STEPS + 1}")
+    if divergence <= 1:
+        raise OptionError(f"lr-find: --divergence {divergence:g}: must be > 1")
+    if config.distribute != "none":
+        raise OptionError(f"lr-find: --distribute {config.distribute}: the range test runs on one device")
+    out = Path(config.out or Path("runs") / f"lr-find-{get_backbone(config.backbone).name}")
+    with output_lock(out, "lr-find"):   # one test per folder, from the start
+        return _lr_find(config, output_folder(config, out), start_lr, end_lr, steps, divergence, beta)
+
+
+def _lr_find(config: TrainConfig, out: Path, start_lr: float, end_lr: float, steps: int, divergence: float,
+             beta: float) -> LRFindResult:
     import keras
     import pandas as pd
 
@@ -152,15 +186,6 @@ def lr_find(config: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, st
     from transfer.training.runner import build_run_model
     from transfer.training.stages import LOSS, start_head_stage
 
-    if not 0 < start_lr < end_lr:
-        raise OptionError(f"lr-find: need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
-    if steps < MIN_STEPS + 1:
-        raise OptionError(f"lr-find: --steps {steps}: need at least {MIN_STEPS + 1}")
-    if divergence <= 1:
-        raise OptionError(f"lr-find: --divergence {divergence:g}: must be > 1")
-    if config.distribute != "none":
-        raise OptionError(f"lr-find: --distribute {config.distribute}: the range test runs on one device")
-    out = output_folder(config, Path("runs") / f"lr-find-{get_backbone(config.backbone).name}")
     use_backend(config.backend)
     with open_data(config) as source:
         plan = plan_run(config, source.view(), out)

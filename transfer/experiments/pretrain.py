@@ -47,9 +47,9 @@ from transfer.errors import TransferError
 from transfer.run_folder import BACKBONE_WEIGHTS, MODEL_FILE, PRETRAINED_RECORD
 from transfer.weights.run import (describe_record, extract_backbone, read_run_record, resolve_run_weights,
                                   save_backbone_weights)
-from transfer.weights.toy_cms import (DEFAULT_EPOCHS, DEFAULT_EVENTS, DEFAULT_IMAGE_SIZE, DEFAULT_SEED, TOY_CMS,
-                                      TOY_CMS_EPOCHS_ENV, TOY_CMS_EVENTS_ENV, _env_int, toy_cms_built, toy_cms_folder,
-                                      toy_cms_size)
+from transfer.weights.toy_cms import (DEFAULT_EPOCHS, DEFAULT_EVENTS, DEFAULT_IMAGE_SIZE, DEFAULT_SEED,
+                                      DEFAULT_TOY_CMS_WAIT, TOY_CMS, TOY_CMS_EPOCHS_ENV, TOY_CMS_EVENTS_ENV,
+                                      TOY_CMS_WAIT_ENV, _env_int, toy_cms_built, toy_cms_folder, toy_cms_size)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def pretrain(backbone: str, image_size: int | tuple = DEFAULT_IMAGE_SIZE, out=No
         TransferError: bad options or data, an existing ``out`` without ``overwrite``.
     """
     from transfer.config import TrainConfig, parse_image_size
-    from transfer.files import check_output_folder
+    from transfer.files import check_output_folder, output_lock
     from transfer.models.backbones import get_backbone
 
     spec = get_backbone(backbone)
@@ -103,29 +103,47 @@ def pretrain(backbone: str, image_size: int | tuple = DEFAULT_IMAGE_SIZE, out=No
         raise TransferError(f"--task {task}: labels generated events; with --data the classes come from the data")
     size = parse_image_size(image_size) or (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
     out = Path(out or Path("runs") / f"pretrain-{spec.name}-{size[0]}")
-    check_output_folder(out, overwrite)
-    config = TrainConfig(data=data if data is not None else GENERATED_DATA, out=str(out), backbone=spec.name,
-                         weights="none", image_size=size, seed=seed, epochs=epochs, overwrite=overwrite,
-                         verbose=verbose, **options)
+    with output_lock(out, "pretraining"):
+        check_output_folder(out, overwrite)
+        config = TrainConfig(data=data if data is not None else GENERATED_DATA, out=str(out), backbone=spec.name,
+                             weights="none", image_size=size, seed=seed, epochs=epochs, overwrite=overwrite,
+                             verbose=verbose, **options)
+        command = command or _command(backbone, size, out, events, task, data, seed, epochs, options)
+        return _pretrain_into(out, config, spec, size, events, task, progress, seed, epochs, command)
+
+
+def _pretrain_into(out: Path, config, spec, size: tuple, events: int, task: str, progress: bool, seed: int,
+                   epochs: int, command: str) -> PretrainResult:
+    """Train and write the whole folder (run, backbone weights, pretrained.json) staged, so that it appears
+    complete or not at all: ``--weights toy-cms`` and ``--weights RUN`` never find half of one."""
+    from transfer.files import staged_folder, write_text_atomic
+
     started = time.perf_counter()
-    if data is None:
-        result, data_record = _pretrain_generated(config, spec, size, events, task, progress)
-    else:
-        from transfer.training.runner import run_training
-
-        result, data_record = run_training(config), None
-    record = _record(out, result, data_record, seed, epochs, command or _command(backbone, size, out, events, task,
-                                                                                 data, seed, epochs, options))
-    record["seconds"] = time.perf_counter() - started
-    weights = save_backbone_weights(extract_backbone(out / MODEL_FILE), out / BACKBONE_WEIGHTS)
-    from transfer.files import write_text_atomic
-
-    write_text_atomic(out / PRETRAINED_RECORD, json.dumps(record, indent=2) + "\n")
+    with staged_folder(out, config.overwrite, "pretraining") as staging:
+        staging.rmdir()  # run_plan writes into a folder it creates itself (into=...)
+        if config.data == GENERATED_DATA:
+            result, data_record = _pretrain_generated(config, spec, size, events, task, progress, staging)
+        else:
+            result, data_record = _train_on_data(config, staging), None
+        record = _record(staging, out, result, data_record, seed, epochs, command)
+        record["seconds"] = time.perf_counter() - started
+        save_backbone_weights(extract_backbone(staging / MODEL_FILE), staging / BACKBONE_WEIGHTS)
+        write_text_atomic(staging / PRETRAINED_RECORD, json.dumps(record, indent=2) + "\n")
+    weights = out / BACKBONE_WEIGHTS
     log.info("backbone weights written to %s (pretrained on %s)", weights, describe_record(record))
     return PretrainResult(run=result, weights_file=weights, record=record)
 
 
-def _pretrain_generated(config, spec, size: tuple, events: int, task: str, progress: bool):
+def _train_on_data(config, into: Path):
+    from transfer.data import open_data
+    from transfer.training.plan import plan_run
+    from transfer.training.runner import run_plan
+
+    with open_data(config) as source:
+        return run_plan(plan_run(config, source.view(), Path(config.out)), into=into)
+
+
+def _pretrain_generated(config, spec, size: tuple, events: int, task: str, progress: bool, into: Path):
     from transfer.data.generated import GeneratedSource, generate_sample
     from transfer.training.plan import plan_run
     from transfer.training.runner import run_plan
@@ -136,15 +154,16 @@ def _pretrain_generated(config, spec, size: tuple, events: int, task: str, progr
                             "give one size N")
     sample = generate_sample(events, config.seed, size[0], task, progress=progress)
     view = GeneratedSource(sample, config.split, config.seed).view()
-    result = run_plan(plan_run(config, view, Path(config.out), weights=resolve_weights(spec, "none")))
+    result = run_plan(plan_run(config, view, Path(config.out), weights=resolve_weights(spec, "none")), into=into)
     return result, sample.record
 
 
-def _record(out: Path, result, data_record: dict | None, seed: int, epochs: int, command: str) -> dict:
-    """pretrained.json: the run's own facts (backbone, shapes, style) plus the generator's record."""
+def _record(folder: Path, out: Path, result, data_record: dict | None, seed: int, epochs: int, command: str) -> dict:
+    """pretrained.json: the run's own facts (backbone, shapes, style) plus the generator's record (``folder``:
+    where the run is written, ``out``: where it will be)."""
     from imgen._version import __version__
 
-    base = read_run_record(out)  # from config.yaml and classes.json, as for any run
+    base = read_run_record(folder, shown=out)  # from config.yaml and classes.json, as for any run
     metrics = result.metrics
     if data_record is not None:
         base["style"] = data_record["render"]["style"]
@@ -174,17 +193,37 @@ def _command(backbone, size, out, events, task, data, seed, epochs, options) -> 
 # --------------------------------------------------------------------------
 
 def toy_cms_weights(spec, image_size: tuple | None):
-    """``--weights toy-cms``: the cached toy-cms backbone of ``spec`` at ``image_size``, pretrained on first use."""
+    """``--weights toy-cms``: the cached toy-cms backbone of ``spec`` at ``image_size``, pretrained on first use.
+
+    Several processes may share one Keras cache (nodes of a cluster, a grid's runs): the one that finds the
+    backbone missing takes the lock of its folder and builds it; the others wait for it (at most
+    ``$HEPVISION_TOY_CMS_WAIT`` seconds) and then use what it built.
+    """
+    from transfer.files import output_lock
+
     size = toy_cms_size(image_size)
     events, epochs = _env_int(TOY_CMS_EVENTS_ENV, DEFAULT_EVENTS), _env_int(TOY_CMS_EPOCHS_ENV, DEFAULT_EPOCHS)
+    wait = _env_int(TOY_CMS_WAIT_ENV, DEFAULT_TOY_CMS_WAIT, minimum=0)
     folder = toy_cms_folder(spec.name, size, events, epochs)
     if not toy_cms_built(folder):
-        log.info("--weights %s: no %s backbone pretrained at %d px in the Keras cache yet: pretraining it now "
-                 "(%d events per process, %d epochs, once; a few minutes on a CPU) into %s", TOY_CMS, spec.name,
-                 size, events, epochs, folder)
-        pretrain(spec.name, (size, size), out=folder, events=events, epochs=epochs, overwrite=True, verbose=1)
-    else:
-        log.info("--weights %s: using the cached %s backbone in %s", TOY_CMS, spec.name, folder)
+        def busy(holder: str) -> TransferError:
+            return TransferError(
+                f"--weights {TOY_CMS}: {holder} has been pretraining the {spec.name} backbone at {size} px in "
+                f"{folder} for more than {wait} s, the longest this run waits (${TOY_CMS_WAIT_ENV}); run the "
+                "same command again once it has finished, or raise the wait")
+
+        def waiting(holder: str) -> None:
+            log.info("--weights %s: %s is pretraining the %s backbone at %d px in %s; waiting for it (at most "
+                     "%d s) to use it", TOY_CMS, holder, spec.name, size, folder, wait)
+
+        with output_lock(folder, "toy-cms pretraining", wait=wait, busy=busy, waiting=waiting):
+            if not toy_cms_built(folder):     # not built by the process this one waited for
+                log.info("--weights %s: no %s backbone pretrained at %d px in the Keras cache yet: pretraining it "
+                         "now (%d events per process, %d epochs, once; a few minutes on a CPU) into %s", TOY_CMS,
+                         spec.name, size, events, epochs, folder)
+                pretrain(spec.name, (size, size), out=folder, events=events, epochs=epochs, overwrite=True,
+                         verbose=1)
+    log.info("--weights %s: using the cached %s backbone in %s", TOY_CMS, spec.name, folder)
     return resolve_run_weights(spec, str(folder), used=TOY_CMS)
 
 

@@ -17,8 +17,8 @@ Example::
     features = spec.builder((64, 64, 3), None)   # random initialisation
 
 Compact networks trained from scratch are registered with ``pretrained=False``
-(the four of :data:`transfer.models.compact.COMPACT_NETWORKS`: cnn, resnet15, smallcnn,
-mlp); :func:`classifier_as_backbone` turns a builder of a whole classifier
+(the six of :data:`transfer.models.compact.COMPACT_NETWORKS`: cnn, resnet15, smallcnn,
+mlp, and cnn3d and rcnn over calorimeter layers); :func:`classifier_as_backbone` turns a builder of a whole classifier
 (``build(input_shape, num_classes) -> keras.Model`` ending in a softmax layer)
 into a backbone builder::
 
@@ -73,6 +73,10 @@ class BackboneSpec:
         channels: input channels the builder needs (3 for ImageNet
             backbones: grayscale images are repeated into RGB); ``None``
             takes the images' own channel count.
+        max_channels: with ``channels=None``, the most channels the network
+            takes (``None``: any number); the networks over calorimeter layers
+            have one.
+        max_channels_reason: why, for the refusal.
     """
 
     name: str
@@ -85,6 +89,8 @@ class BackboneSpec:
     weights_url: Optional[str] = None
     weights_hash: Optional[str] = None
     channels: Optional[int] = 3
+    max_channels: Optional[int] = None
+    max_channels_reason: str = ""
 
     def weights_file_for(self, image_size: tuple | None = None) -> str | None:
         """The ImageNet file name Keras loads at ``image_size`` (height, width)."""
@@ -138,12 +144,18 @@ RGB_MAPPINGS = {1: "repeated three times", 2: "(c0, c1, (c0 + c1) / 2)", 3: "as 
 
 def check_channels(spec: BackboneSpec, channels: int, names=None) -> None:
     """Refuse a channel count a backbone cannot take, saying what to do instead."""
+    named = f" ({', '.join(map(str, names))})" if names else ""
     if spec.channels == 3 and channels not in RGB_MAPPINGS:
-        named = f" ({', '.join(map(str, names))})" if names else ""
+        any_number = ", ".join(sorted(n for n, s in BACKBONES.items() if s.channels is None and s.max_channels is None))
         raise TransferError(
             f"backbone {spec.name!r} takes 3 channels (1 is repeated, 2 become (c0, c1, mean)), but the "
             f"input has {channels}{named}: choose up to three with --channels, or use a compact network "
-            "trained from scratch (cnn, resnet15, smallcnn, mlp), which takes any number")
+            f"trained from scratch ({any_number}), which takes any number")
+    if spec.channels is None and spec.max_channels is not None and channels > spec.max_channels:
+        raise TransferError(
+            f"backbone {spec.name!r} reads at most {spec.max_channels} calorimeter layers (channels), but the "
+            f"input has {channels}{named}: {spec.max_channels_reason}. Choose layers with --channels, or use "
+            "smallcnn, which mixes any number of channels in its first convolution")
 
 
 def keras_application(class_name: str) -> Builder:
@@ -238,27 +250,48 @@ del _spec
 #: neighbourhood of real cells, not padding (2x2 inputs train on padding); the mlp takes any size.
 COMPACT_MIN_SIZE = {"mlp": 1}
 COMPACT_CONV_MIN_SIZE = 3
+#: The networks over calorimeter layers (cnn3d, rcnn) run every layer through every convolution at full
+#: resolution, so their time and memory grow with the layer count. 64 is above any calorimeter's
+#: longitudinal segmentation (CaloGAN 3, ATLAS 4-7 samplings, CMS HGCAL 47): more channels are not layers.
+MAX_LAYERS = 64
+LAYER_NETWORKS = {
+    "cnn3d": "its time and memory grow with every layer (each passes through every 3D convolution at full "
+             "resolution), and no calorimeter has more longitudinal layers",
+    "rcnn": "its time and memory grow with every layer (each passes through the shared encoder, and the "
+            "GRU is unrolled over them), and no calorimeter has more longitudinal layers",
+}
 
 
 def _register_compact_networks() -> None:
-    """cnn, resnet15, smallcnn, mlp: any channel count, trained from scratch; convolutional ones need 3x3 cells."""
+    """cnn, resnet15, smallcnn, mlp (any channel count), cnn3d and rcnn (up to :data:`MAX_LAYERS`
+    layers), all trained from scratch; convolutional ones need 3x3 cells."""
     from transfer.models.compact import COMPACT_NETWORKS
 
     for name, build in COMPACT_NETWORKS.items():
         register_backbone(BackboneSpec(
             name=name, builder=classifier_as_backbone(build), preprocess=None,
             min_size=COMPACT_MIN_SIZE.get(name, COMPACT_CONV_MIN_SIZE), default_size=32,
-            pretrained=False, channels=None))
+            pretrained=False, channels=None, max_channels=MAX_LAYERS if name in LAYER_NETWORKS else None,
+            max_channels_reason=LAYER_NETWORKS.get(name, "")))
 
 
 _register_compact_networks()
+
+
+def _channels_text(spec: BackboneSpec) -> str:
+    """The ``channels`` column of ``--list-backbones``: what the network does with the input channels."""
+    if spec.channels is not None:
+        return f"{spec.channels} (fewer mapped)" if spec.channels == 3 else str(spec.channels)
+    if spec.max_channels is not None:
+        return f"1-{spec.max_channels}, as layers"
+    return "any"
 
 
 def format_backbone_table(keras_cache: str | None = None) -> str:
     """The ``--list-backbones`` table: input size limits and weights files; compact networks marked from scratch."""
     from pathlib import Path
 
-    rows = [("name", "min size", "ImageNet size", "input scaling", "ImageNet weights file (no top)")]
+    rows = [("name", "min size", "channels", "ImageNet size", "input scaling", "ImageNet weights file (no top)")]
     for spec in sorted(BACKBONES.values(), key=lambda s: (not s.pretrained, s.name)):
         file = spec.weights_file_for() or "-"
         if keras_cache and spec.weights_file and (Path(keras_cache) / file).is_file():
@@ -266,8 +299,9 @@ def format_backbone_table(keras_cache: str | None = None) -> str:
         if spec.pretrained:
             scaling = f"keras.applications.{spec.preprocess}" if spec.preprocess else "scale to [0, 1]"
         else:
-            scaling = "arrays as --scale gives them; images / 255"
-        rows.append((spec.name, str(spec.min_size), str(spec.default_size) if spec.pretrained else "-",
+            scaling = "standardised inside the model (training mean, std)"
+        rows.append((spec.name, str(spec.min_size), _channels_text(spec),
+                     str(spec.default_size) if spec.pretrained else "-",
                      scaling, file if spec.pretrained else "- (from scratch: --weights none)"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

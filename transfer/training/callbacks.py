@@ -26,7 +26,9 @@ def stage_callbacks(config: TrainConfig, keeper, recorder, schedule: LRSchedule)
     """The callbacks of one stage: ``keeper`` and ``recorder``, then early stopping and the plateau rule."""
     import keras
 
-    callbacks = [keeper, recorder]
+    from transfer.training.safe_points import interrupt_callback
+
+    callbacks = [keeper, recorder, interrupt_callback()]   # Ctrl-C and SIGTERM stop between batches
     if config.patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience))
         if schedule.halves_on_plateau:

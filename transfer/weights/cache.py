@@ -51,9 +51,21 @@ def keras_home() -> Path:
     return Path(home if os.access(home, os.W_OK) else "/tmp") / ".keras"
 
 
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written, or created (Keras creates ``$KERAS_HOME`` when it is imported)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK)
+    return False
+
+
 def weights_cache_dir() -> Path:
-    """The folder ``keras.utils.get_file(..., cache_subdir="models")`` reads and writes."""
+    """The folder ``keras.utils.get_file(..., cache_subdir="models")`` reads and writes.
+
+    The same before and after Keras is imported: a ``$KERAS_HOME`` that does not exist yet but can be
+    created is where Keras will put it (it creates the folder on import), not ``/tmp/.keras``.
+    """
     base = keras_home().expanduser()
-    if not os.access(base, os.W_OK):  # get_file falls back to /tmp/.keras
+    if not _writable(base):  # get_file falls back to /tmp/.keras
         base = Path("/tmp") / ".keras"
     return base / "models"

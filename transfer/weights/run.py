@@ -92,8 +92,10 @@ def data_style(view) -> str | None:
     return style(view) if style else None
 
 
-def read_run_record(folder: Path) -> dict:
-    """What a run's backbone was trained on: its ``pretrained.json``, or one built from config.yaml and classes.json."""
+def read_run_record(folder: Path, shown: Path | None = None) -> dict:
+    """What a run's backbone was trained on: its ``pretrained.json``, or one built from config.yaml and classes.json.
+
+    ``shown`` is the folder the description names (the run's final folder while it is read from staging)."""
     if (folder / PRETRAINED_RECORD).is_file():
         return _read_json(folder / PRETRAINED_RECORD)
     import yaml
@@ -112,7 +114,7 @@ def read_run_record(folder: Path) -> dict:
     return {"backbone": config.get("backbone"), "image_size": size, "input_shape": shape,
             "channels": shape[2] if shape else None, "channel_names": classes.get("channel_names"),
             "style": style, "classes": classes.get("classes"), "data": data,
-            "description": f"the run {folder} (data {data}, {kind or 'images'}, weights {config.get('weights_used')})"}
+            "description": f"the run {shown or folder} (data {data}, {kind or 'images'}, weights {config.get('weights_used')})"}
 
 
 def describe_record(record: dict, folder: Path | None = None) -> str:

@@ -30,9 +30,12 @@ DEFAULT_SEED = 42
 TOY_CMS_FOLDER = "hepvision-toy-cms"
 TOY_CMS_EVENTS_ENV = "HEPVISION_TOY_CMS_EVENTS"
 TOY_CMS_EPOCHS_ENV = "HEPVISION_TOY_CMS_EPOCHS"
+#: How long a run waits for another process that is building the same toy-cms backbone (seconds).
+TOY_CMS_WAIT_ENV = "HEPVISION_TOY_CMS_WAIT"
+DEFAULT_TOY_CMS_WAIT = 3600
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
     value = os.environ.get(name, "")
     if not value.strip():
         return default
@@ -40,8 +43,8 @@ def _env_int(name: str, default: int) -> int:
         number = int(value)
     except ValueError:
         raise TransferError(f"${name}={value!r}: expected a whole number") from None
-    if number < 1:
-        raise TransferError(f"${name}={value!r}: must be at least 1")
+    if number < minimum:
+        raise TransferError(f"${name}={value!r}: must be at least {minimum}")
     return number
 
 

@@ -32,7 +32,7 @@ from transfer.errors import TransferError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 FAST = ["--batch-size", "32", "--patience", "0", "--verbose", "0", "--weights", "none"]
-#: hls4ml at ap_fixed<16,6>: the largest score difference from the float model we accept on the test events.
+#: hls4ml (precision auto): the largest score difference from the float model we accept on the test events.
 FIXED_POINT_TOLERANCE = 0.1
 
 
@@ -153,7 +153,8 @@ def test_compact_network_exports_reproduce_keras_in_each_runtime(compact_run, wo
 @needs_onnx
 def test_mobilenetv2_on_images_exports_take_raw_uint8_images(mobilenet_run, work):
     out = work / "deploy-mobilenet"
-    check = export_model_files(mobilenet_run / "model.keras", ["onnx", "savedmodel", "tflite"], out)
+    check = export_model_files(mobilenet_run / "model.keras", ["onnx", "savedmodel", "tflite"], out,
+                               allow_collapsed=True)   # the fixture's network may have collapsed (see there)
     for name in ("onnx", "savedmodel", "tflite"):
         assert check["formats"][name]["max_abs_diff"] <= FLOAT_TOLERANCE
     events = read_test_events(mobilenet_run / "model.keras")
@@ -178,13 +179,15 @@ def test_hls4ml_emulation_of_a_tiny_network_agrees_with_keras(compact_run, work,
     assert main(["export", "--model", str(compact_run / "model.keras"), "--format", "hls4ml", "--out", str(out),
                  "--reuse-factor", "2", "--io-type", "io_stream"]) == 0
     printed = capsys.readouterr().out
-    assert "fixed point ap_fixed<16,6>" in printed and "vitis_hls -f build_prj.tcl" in printed
+    assert "fixed point per layer from the largest values" in printed and "vitis_hls -f build_prj.tcl" in printed
+    assert printed.strip().splitlines()[-1].startswith("hls4ml fixed-point agreement on ")
     result = json.loads((out / "export_check.json").read_text())["formats"]["hls4ml"]
     assert result["max_abs_diff"] <= FIXED_POINT_TOLERANCE
     assert abs(result["fixed_point_test_auc"] - result["float_test_auc"]) <= 0.01
+    assert result["agreement"]["within_margin"] is True and result["agreement"]["margin"] == 0.01
     assert result["float_test_auc"] > 0.7  # the float model learned something worth comparing
     assert result["reuse_factor"] == 2 and result["io_type"] == "io_stream"
-    assert any("16,6" in p for layer in result["layer_precision"].values() for p in layer.values())
+    assert result["precision"] == "auto" and result["chosen_precision"]["image"]["result"].startswith("ap_fixed<")
     assert result["resources"]["dsp_estimate"] > 0 and result["resources"]["latency"] is None
     # The HLS project is there, ready for the vendor tools.
     for name in ("build_prj.tcl", "firmware/myproject.cpp", "firmware/parameters.h", "hls4ml_config.yml"):
@@ -243,6 +246,6 @@ def test_export_help_is_instant_and_names_the_formats_and_the_extra():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=REPO_ROOT)
     assert done.stdout.startswith("usage: python -m transfer export")
-    for text in ("onnx, savedmodel, tflite, hls4ml", "--precision", "ap_fixed<16,6>", "--reuse-factor",
+    for text in ("onnx, savedmodel, tflite, hls4ml", "--precision", "ap_fixed<16,6>", "--reuse-factor", "--auc-margin",
                  "hepvision[export]", "TENSORFLOW LOADED False"):
         assert text in done.stdout, text

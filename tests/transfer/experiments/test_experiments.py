@@ -149,6 +149,20 @@ def test_lr_suggestions_on_a_known_curve():
     np.testing.assert_allclose(smooth_losses([2.0, 2.0, 2.0]), [2.0, 2.0, 2.0])  # bias corrected
 
 
+def test_no_rate_is_suggested_while_the_loss_still_falls_at_the_end_of_the_scan():
+    """Issue 24: the lowest loss at the last step is no minimum; one decade below it is no rule."""
+    from transfer.experiments.lr_find import LRFindResult
+
+    lrs = np.logspace(-6, -2, 40)
+    loss = 2.0 - 0.03 * np.arange(40)
+    suggestions = suggest_learning_rates(lrs, loss)
+    assert suggestions["suggested_lr"] is None and suggestions["min_loss_lr"] == pytest.approx(lrs[-1])
+    assert "still falling at the end of the scan" in suggestions["no_suggestion"] and "--end-lr" in suggestions["no_suggestion"]
+    result = LRFindResult(out_dir=Path("runs/lr"), table=pd.DataFrame({"lr": lrs}), stage="head", diverged=False,
+                          **suggestions)
+    assert result.summary_lines()[-1].startswith("no learning rate suggested: the loss was still falling")
+
+
 # --- ensembles ------------------------------------------------------------------------------------
 
 def test_ensemble_of_two_runs_and_refusals(work, arrays, capsys):

@@ -195,3 +195,11 @@ def test_feature_store_keys_hold_what_decides_the_features(images, tmp_path):
         first, second = shared_features(key, compute), shared_features(key, compute)
     assert len(calls) == 2 and (store.hits, store.misses) == (1, 1) and np.array_equal(first, second)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+def test_a_cell_line_counts_warnings_as_whole_numbers():
+    """Issue 24: the grid printed "1.0 warning(s)" (a count read back from grid_summary.csv as a float)."""
+    from transfer.experiments.grid_report import figures_text
+
+    figures = {"collapsed": False, "warnings": 1.0, "test_accuracy": 0.8, "test_auc": 0.9}
+    assert figures_text(figures).endswith("healthy, 1 warning(s)")

@@ -75,5 +75,48 @@ def test_smallcnn_learns_electron_photon_showers():
 
 def test_registry_import_is_light():
     code = ("import sys, transfer.models.compact as c; assert sorted(c.COMPACT_NETWORKS) == "
-            "['cnn', 'mlp', 'resnet15', 'smallcnn']; sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)")
+            "['cnn', 'cnn3d', 'mlp', 'rcnn', 'resnet15', 'smallcnn']; "
+            "sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --- the networks over calorimeter layers -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cnn3d", "rcnn"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_layer_networks_take_one_to_three_layers_and_keep_them_apart(name, depth):
+    model = build_compact(name, (12, 6, depth), 3)
+    assert model.output_shape == (None, 3)
+    if name == "cnn3d":
+        convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
+        assert [c.kernel_size[2] for c in convs[:3]] == [min(3, depth)] * 3  # never deeper than the layers
+        # nothing pools along depth: every 5D tensor keeps all the layers
+        assert all(layer.output.shape[3] == depth for layer in model.layers if len(layer.output.shape) == 5)
+    else:
+        gru = model.get_layer("depth_gru")
+        assert gru.input.shape[1] == depth and gru.unroll  # one step per layer, in depth order
+        encoder = model.get_layer("shared_encoder").layer
+        assert encoder.input_shape == (None, 12, 6, 1)  # one encoder, shared by every layer
+
+
+def test_rcnn_reads_the_layers_in_order():
+    """The GRU makes the order of the layers matter: the same layers reversed score differently."""
+    keras.utils.set_random_seed(1)
+    model = build_compact("rcnn", (8, 8, 3), 2)
+    x = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    assert np.abs(model.predict(x, verbose=0) - model.predict(x[..., ::-1], verbose=0)).max() > 1e-4
+
+
+def test_layer_networks_refuse_more_layers_than_a_calorimeter_has_and_too_small_grids():
+    from transfer.errors import TransferError
+    from transfer.models.backbones import MAX_LAYERS, check_channels, check_image_size, get_backbone
+
+    for name in ("cnn3d", "rcnn"):
+        spec = get_backbone(name)
+        check_channels(spec, MAX_LAYERS)
+        with pytest.raises(TransferError, match=rf"{name}' reads at most {MAX_LAYERS} calorimeter layers.*has "
+                                                rf"{MAX_LAYERS + 1}.*--channels"):
+            check_channels(spec, MAX_LAYERS + 1)
+        with pytest.raises(TransferError, match=r"image size 2x6 is below the minimum.*3x3"):
+            check_image_size(spec, (2, 6))
+    check_channels(get_backbone("smallcnn"), MAX_LAYERS + 1)  # the channel-mixing networks take any number
