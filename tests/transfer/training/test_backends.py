@@ -31,7 +31,10 @@ CROSS_BACKEND_TOLERANCE = 1e-5
 #: Trained weights of one device and of two (or of one process and of two) agree to this: SGD steps on the same
 #: global batch, the sums over the batch taken in another order (float32 rounding, measured at 5e-7).
 PARALLEL_TOLERANCE = 1e-5
-QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+#: The environment of the processes the tests start: this checkout first, then what this process was given
+#: (the GPU check installs keras into a folder on PYTHONPATH).
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
+         "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
 
 
 def run_python(args, env=None, timeout=900, **kwargs) -> subprocess.CompletedProcess:
