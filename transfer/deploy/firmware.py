@@ -89,22 +89,12 @@ HLS4ML_UNSUPPORTED = {
 }
 
 
-def _all_layers(layer):
-    """``layer`` and every layer inside it: nested models and wrapped layers included."""
-    yield layer
-    for inner in getattr(layer, "layers", None) or []:
-        yield from _all_layers(inner)
-    wrapped = getattr(layer, "layer", None)
-    if wrapped is not None:
-        yield from _all_layers(wrapped)
-
-
 def check_fits_fpga(model_path: Path, model) -> None:
     """Refuse what hls4ml cannot make firmware of, saying why: pretrained ImageNet backbones (millions of
     weights do not fit an FPGA at trigger latency) and layers it has no converter for
     (:data:`HLS4ML_UNSUPPORTED`: the 3D and recurrent CNNs over calorimeter layers)."""
     from transfer.models.backbones import BACKBONES, LAYER_NETWORKS
-    from transfer.models.layers import InferenceMode
+    from transfer.models.layers import InferenceMode, all_layers
 
     name = read_config(model_path, missing_ok=True).get("backbone")
     spec = BACKBONES.get(name)
@@ -117,7 +107,7 @@ def check_fits_fpga(model_path: Path, model) -> None:
             "network of this size needs orders of magnitude more DSPs and memory than a trigger FPGA has, "
             "and could not meet a trigger's microsecond latency. Train a compact network from scratch "
             f"({compact}; --weights none) for firmware, and export this model as onnx, savedmodel or tflite")
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         reason = HLS4ML_UNSUPPORTED.get(type(layer).__name__)
         if reason:
             raise TransferError(

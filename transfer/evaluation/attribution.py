@@ -235,15 +235,6 @@ def _fitted_layer_types():
     return (InputStandardization, FeatureScaling)
 
 
-def _all_layers(layer):
-    yield layer
-    for inner in getattr(layer, "layers", None) or []:
-        yield from _all_layers(inner)
-    wrapped = getattr(layer, "layer", None)
-    if wrapped is not None:
-        yield from _all_layers(wrapped)
-
-
 def randomized_copy(model, seed: int = 0):
     """The same network with every learned weight drawn again from its initialiser (a fresh clone).
 
@@ -254,9 +245,11 @@ def randomized_copy(model, seed: int = 0):
     """
     import keras
 
+    from transfer.models.layers import all_layers
+
     keras.utils.set_random_seed(seed)
     clone = keras.models.clone_model(model)
-    fitted = {id(v) for layer in _all_layers(model) if isinstance(layer, _fitted_layer_types())
+    fitted = {id(v) for layer in all_layers(model) if isinstance(layer, _fitted_layer_types())
               for v in layer.weights}
     if len(clone.weights) != len(model.weights):
         raise ValueError(f"clone of {model.name} has {len(clone.weights)} weights, the model {len(model.weights)}")

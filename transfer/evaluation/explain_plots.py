@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from transfer.evaluation.attribution import METHODS
-from transfer.evaluation.plots import new_figure
 
 KIND_TITLES = {"input": "mean input", "right": "right", "wrong": "wrong"}
 

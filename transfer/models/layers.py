@@ -171,3 +171,13 @@ class InputStandardization(keras.layers.Layer):
 def find_preprocessing_layer(model):
     """The model's :class:`BackbonePreprocessing` layer, or None (compact networks trained from scratch)."""
     return next((layer for layer in model.layers if isinstance(layer, BackbonePreprocessing)), None)
+
+
+def all_layers(layer):
+    """``layer`` and every layer inside it: nested models and wrapped layers included."""
+    yield layer
+    for inner in getattr(layer, "layers", None) or []:
+        yield from all_layers(inner)
+    wrapped = getattr(layer, "layer", None)
+    if wrapped is not None:
+        yield from all_layers(wrapped)
