@@ -118,8 +118,10 @@ def overfitting(history, best: dict | None = None) -> dict | None:
     ``stage`` and stage ``epoch``; the lowest validation loss when absent) and at the last epoch.
 
     ``{"kept_epoch", "train_accuracy_kept", "val_accuracy_kept", "gap_kept", "train_accuracy_last",
-    "val_accuracy_last", "gap_last", "overfitting"}``; ``overfitting`` when either gap is above
-    :data:`OVERFIT_GAP`. None without both accuracy columns.
+    "val_accuracy_last", "gap_last", "overfitting"}``; ``overfitting`` when the gap at the kept epoch is above
+    :data:`OVERFIT_GAP`, or the one at the last epoch is while the training accuracy has not fallen since the
+    kept epoch (memorising; a validation accuracy that drops alone, with the training one flat, is something
+    else: BatchNorm statistics, a noisy epoch). None without both accuracy columns.
     """
     if history is None or len(history) == 0 or not {"accuracy", "val_accuracy"} <= set(history.columns):
         return None
@@ -135,7 +137,8 @@ def overfitting(history, best: dict | None = None) -> dict | None:
     for where, i in (("kept", kept), ("last", len(rows) - 1)):
         train, val = float(rows["accuracy"][i]), float(rows["val_accuracy"][i])
         out.update({f"train_accuracy_{where}": train, f"val_accuracy_{where}": val, f"gap_{where}": train - val})
-    out["overfitting"] = bool(max(out["gap_kept"], out["gap_last"]) > OVERFIT_GAP)
+    still_learning = out["train_accuracy_last"] >= out["train_accuracy_kept"]
+    out["overfitting"] = bool(out["gap_kept"] > OVERFIT_GAP or (out["gap_last"] > OVERFIT_GAP and still_learning))
     return out
 
 

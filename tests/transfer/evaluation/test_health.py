@@ -149,6 +149,10 @@ def test_overfitting_is_called_from_the_gap_at_the_kept_or_last_epoch_and_not_on
     assert not overfitting(healthy, {"stage": "from-scratch", "epoch": 5})["overfitting"]
     at_edge = _history([0.9, 0.9], [0.9 - OVERFIT_GAP + 0.01, 0.9 - OVERFIT_GAP + 0.01])
     assert not overfitting(at_edge)["overfitting"]
+    # validation falling at the last epoch with the training accuracy flat (a BatchNorm spike) is not memorising
+    spike = _history([0.6, 0.9, 0.9, 0.89], [0.6, 0.88, 0.89, 0.5])
+    found = overfitting(spike, {"stage": "from-scratch", "epoch": 3})
+    assert found["gap_last"] > OVERFIT_GAP and not found["overfitting"]
     assert overfitting(_history([0.9], [0.9])[["epoch", "accuracy"]]) is None  # no validation column
 
     rng = np.random.default_rng(0)
