@@ -14,9 +14,8 @@ from imgen.arrays import ArrayTransform, open_arrays, synth
 from transfer.cli import main
 from transfer.deploy.predict import predict
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_an_over_capacity_run_is_warned_of_overfitting_and_its_log_knee_round_trips(tmp_path, capsys):
     data = tmp_path / "towers"
     synth.write_realistic_towers(data, 40, seed=5, files_per_class=1)
@@ -43,3 +42,11 @@ def test_an_over_capacity_run_is_warned_of_overfitting_and_its_log_knee_round_tr
     columns = ["score_multijet", "score_signal"]
     np.testing.assert_allclose(scored.loc[expected.index, columns].to_numpy(), expected[columns].to_numpy(),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n_train", "batch", "dropped"), [(1602, 32, True), (794, 32, False), (1600, 32, False),
+                                                            (20, 32, False), (49, 32, False), (47, 32, True), (33, 32, True)])
+def test_a_last_batch_of_a_few_events_is_left_out_of_each_epoch(n_train, batch, dropped):
+    from transfer.training.stages import drops_small_last_batch
+
+    assert drops_small_last_batch(n_train, batch) is dropped
