@@ -178,8 +178,9 @@ class TrainConfig:
         None, group="data",
         help="light physics augmentation of training images, drawn on the fly: random roll along phi, flips "
              "eta->-eta and phi->-phi. Turns the frozen-stage feature cache off, so the head stage is much "
-             "slower (default: on for networks trained from scratch on eta-phi images rendered by imgen, off "
-             "otherwise)")
+             "slower. HDF5 arrays: on the axes their dims attribute names (e.g. event, eta, phi), the roll only "
+             "along a periodic phi kept whole (default: on for networks trained from scratch on eta-phi images "
+             "rendered by imgen or on arrays whose files name a periodic phi axis, off otherwise)")
     backend: Optional[str] = option(
         None, group="hardware", choices=tuple(BACKENDS),
         help="the Keras backend: tensorflow, jax (GPU nodes without TensorFlow; several processes) or torch "
@@ -214,8 +215,10 @@ class TrainConfig:
         help="channels to keep, by index or name (e.g. 0 or energy); default: all")
     scale: str = option(
         "none", group="arrays", choices=SCALES,
-        help="value scale: none, log (sign(x) log(1 + |x|)) or standardize (per channel, mean and std of the "
-             "training split, saved with the model so that predict applies the same) ({default})")
+        help="value scale: none, log (sign(x) log(1 + |x| / s), s the standard deviation of the training values: "
+             "linear below s, logarithmic above, whatever the unit) or standardize (per channel, mean and std "
+             "of the training split); the statistics are saved with the model so that predict applies the same "
+             "({default})")
     min_value: Optional[float] = option(
         None, group="arrays", metavar="V", help="zero suppression: values below V become 0 (default: none)")
     crop: bool = option(

@@ -130,6 +130,35 @@ def _channel_names(dset: h5py.Dataset, key: str, several_keys: bool) -> list[str
     return [f"{key}[{c}]" for c in range(n)] if several_keys else [str(c) for c in range(n)]
 
 
+#: HDF5 attribute naming a dataset's axes, event first (:func:`imgen.arrays.synth.write_realistic_towers` writes
+#: ``["event", "eta", "phi"]``): which axis is eta and which phi, for the symmetries of :meth:`ArrayDataset.geometry`.
+DIMS_ATTR = "dims"
+#: Optional HDF5 attribute listing the periodic axes by name; without it an axis named ``phi`` is the full
+#: azimuth, periodic. ``periodic = []`` says a phi axis covers part of the azimuth only (no roll).
+PERIODIC_ATTR = "periodic"
+
+
+def _strings(value) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value)]
+
+
+def dataset_geometry(dset: h5py.Dataset) -> dict:
+    """``{"eta": axis, "phi": axis, "phi_periodic": bool}`` of one HDF5 dataset's events from its ``dims``
+    attribute (axes counted in the event array, 1 = rows, 2 = columns; a name absent, its key absent); ``{}``
+    without a usable ``dims``."""
+    if DIMS_ATTR not in dset.attrs:
+        return {}
+    names = [n.strip().lower() for n in _strings(dset.attrs[DIMS_ATTR])]
+    if len(names) not in (dset.ndim, dset.ndim - 1) or len(names) < 3:
+        return {}
+    out: dict = {axis: names.index(axis) for axis in ("eta", "phi") if axis in names[1:3]}
+    if "phi" in out:
+        periodic = ([n.strip().lower() for n in _strings(dset.attrs[PERIODIC_ATTR])]
+                    if PERIODIC_ATTR in dset.attrs else ["phi"])
+        out["phi_periodic"] = "phi" in periodic
+    return out
+
+
 def shuffled_chunks(n: int, block_events: int, chunk_events: int, rng: np.random.Generator) -> list[np.ndarray]:
     """A shuffled pass over positions ``0..n-1`` that keeps reads contiguous: blocks of ``block_events``
     consecutive positions in random order, grouped ``chunk_events // block_events`` at a time into chunks, each
@@ -177,6 +206,10 @@ class ArrayDataset:
         self.grid = tuple(grid) if grid else default_grid([s[:2] for s in self.layer_shapes.values()])
         self.counts = np.asarray(counts, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        geometries = [dataset_geometry(first_file[k]) for k in source.x_keys]
+        #: Which event axis is eta and which phi, and whether phi is periodic, as the files' ``dims`` attribute
+        #: says (:func:`dataset_geometry`); ``{}`` when they do not say or their keys disagree.
+        self.geometry = geometries[0] if all(g == geometries[0] for g in geometries) else {}
         chunks = first_file[source.x_keys[0]].chunks
         self.block_events = max(DEFAULT_BLOCK_EVENTS, chunks[0] if chunks else 0)
 

@@ -46,8 +46,20 @@ def _scale_none(x: np.ndarray, t: "ArrayTransform") -> np.ndarray:
 
 
 def _scale_log(x: np.ndarray, t: "ArrayTransform") -> np.ndarray:
-    """sign(x) * log(1 + |x|): odd, monotonic, 0 at 0, so noise-subtracted
-    negative cells stay small and negative instead of becoming NaN."""
+    """sign(x) * log(1 + |x| / s): odd, monotonic, 0 at 0, so noise-subtracted
+    negative cells stay small and negative instead of becoming NaN.
+
+    ``s`` (``t.log_knee``, per channel) is the standard deviation of the
+    training values (:func:`fit_transform`): linear below it, logarithmic
+    above, and the same whatever the unit (MeV or GeV). With ``s`` = 1 in the
+    file's unit (runs saved before the knee was fitted, ``log_knee`` None)
+    towers of MeV put +-500 MeV noise at log(501) = 6.2 against 11.5 for a
+    100 GeV jet: the noise carried 83 % of the input variance on the
+    realistic towers (:func:`imgen.arrays.synth.write_realistic_towers`) and
+    networks learnt it (test AUC 0.49-0.67 against 0.91-0.95 on the raw values).
+    """
+    if t.log_knee is not None:
+        x = x / np.asarray(t.log_knee, np.float32)
     out = np.log1p(np.abs(x))
     return np.copysign(out, x, out=out)
 
@@ -73,7 +85,8 @@ class ArrayTransform:
     * ``channels``: indices kept (None: all);
     * ``min_value``: values below it become 0 (zero suppression);
     * ``crop``: (row0, row1, col0, col1), half-open box kept;
-    * ``scale``: a key of :data:`SCALES`; ``mean``/``std`` per kept channel.
+    * ``scale``: a key of :data:`SCALES`; ``mean``/``std`` per kept channel (standardize);
+      ``log_knee`` per kept channel (log: sign(x) log(1 + |x| / knee); None: knee 1, runs saved before it).
 
     A plain dict round trip (``to_dict``/``from_dict``) saves it in a run.
     """
@@ -85,6 +98,7 @@ class ArrayTransform:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     channel_names: tuple[str, ...] | None = None
+    log_knee: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -116,7 +130,8 @@ class ArrayTransform:
                 "channel_names": None if self.channel_names is None else list(self.channel_names),
                 "min_value": self.min_value, "crop": None if self.crop is None else list(self.crop),
                 "scale": self.scale, "mean": None if self.mean is None else list(self.mean),
-                "std": None if self.std is None else list(self.std)}
+                "std": None if self.std is None else list(self.std),
+                "log_knee": None if self.log_knee is None else list(self.log_knee)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "ArrayTransform":
@@ -124,7 +139,7 @@ class ArrayTransform:
         return cls(channels=tup(d.get("channels"), int), min_value=d.get("min_value"),
                    crop=tup(d.get("crop"), int), scale=d.get("scale", "none"),
                    mean=tup(d.get("mean")), std=tup(d.get("std")),
-                   channel_names=tup(d.get("channel_names"), str))
+                   channel_names=tup(d.get("channel_names"), str), log_knee=tup(d.get("log_knee")))
 
 
 def crop_box(nonzero: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -144,15 +159,16 @@ def fit_transform(dataset: "ArrayDataset", train_indices: np.ndarray | Sequence[
                   channels: str | Sequence[int | str] | None = None, scale: str = "none",
                   min_value: float | None = None, crop: bool = False,
                   chunk_events: int = DEFAULT_CHUNK_EVENTS) -> ArrayTransform:
-    """Fit crop box and standardisation on the training events only, in one chunked pass.
+    """Fit crop box, standardisation and the log knee on the training events only, in one chunked pass.
 
     Validation and test events never influence the statistics, so nothing of
-    them leaks into training. ``std`` of a constant channel is set to 1.
+    them leaks into training. ``std`` of a constant channel is set to 1; so is
+    the log knee (the same standard deviation, per channel, over the kept cells).
     """
     chosen = parse_channels(channels, dataset.channel_names)
     names = dataset.channel_names if chosen is None else tuple(dataset.channel_names[c] for c in chosen)
     transform = ArrayTransform(channels=chosen, min_value=min_value, scale=scale, channel_names=tuple(names))
-    if not crop and scale != "standardize":
+    if not crop and scale not in ("standardize", "log"):
         return transform
     train = np.asarray(train_indices, dtype=np.int64)
     if not len(train):
@@ -169,11 +185,13 @@ def fit_transform(dataset: "ArrayDataset", train_indices: np.ndarray | Sequence[
     box = crop_box(nonzero) if crop else None
     if crop and box is None:
         log.warning("every training value is zero: not cropping")
-    if scale == "standardize":
+    if scale in ("standardize", "log"):
         r0, r1, c0, c1 = box or (0, h, 0, w)
         count = len(train) * (r1 - r0) * (c1 - c0)
         mean = total[r0:r1, c0:c1].sum(axis=(0, 1)) / count
         var = np.maximum(squares[r0:r1, c0:c1].sum(axis=(0, 1)) / count - mean ** 2, 0.0)
-        std = np.where(var > 0, np.sqrt(var), 1.0)
-        return replace(transform, crop=box, mean=tuple(map(float, mean)), std=tuple(map(float, std)))
+        std = tuple(map(float, np.where(var > 0, np.sqrt(var), 1.0)))
+        if scale == "log":
+            return replace(transform, crop=box, log_knee=std)
+        return replace(transform, crop=box, mean=tuple(map(float, mean)), std=std)
     return replace(transform, crop=box)

@@ -140,7 +140,35 @@ class ArrayView(DataView):
         self.channel_names = tuple(self.transform.channel_names)
         self._value_range = None
 
-    no_augmentation = "the phi roll and flips are for full-azimuth eta-phi images, not for calorimeter arrays"
+    def _symmetries(self) -> dict | None:
+        """``phi_axis``, ``eta_axis`` and ``roll`` for :func:`~transfer.data.batches.symmetry_augment` from the
+        files' ``dims`` attribute (:attr:`imgen.arrays.ArrayDataset.geometry`), None when they name no phi axis.
+        The roll needs a periodic phi axis kept whole: ``--crop`` cutting it leaves the flips only."""
+        geometry = self.source.ds.geometry
+        phi = geometry.get("phi")
+        if phi is None:
+            return None
+        crop, (h, w) = self.transform.crop, self.source.ds.grid
+        whole = crop is None or (crop[0:2] == (0, h) if phi == 1 else crop[2:4] == (0, w))
+        return {"phi_axis": phi, "eta_axis": geometry.get("eta"), "roll": bool(geometry["phi_periodic"] and whole)}
+
+    @property
+    def is_event_image(self) -> bool:
+        """Arrays whose files name a periodic phi axis (``dims``): ``--augment-on-the-fly auto`` rolls and flips
+        them as it does imgen's event images."""
+        return bool((self._symmetries() or {}).get("roll"))
+
+    def augmentation(self):
+        """The phi roll (periodic phi only) and the phi and eta flips, on the axes the files' ``dims`` name."""
+        import functools
+
+        from transfer.data.batches import symmetry_augment
+
+        axes = self._symmetries()
+        return None if axes is None else functools.partial(symmetry_augment, **axes)
+
+    no_augmentation = ("the files name no phi axis: the roll and flips need the HDF5 attribute dims on the "
+                       "dataset, e.g. ['event', 'eta', 'phi'] (periodic unless an attribute periodic says otherwise)")
 
     def rows(self, split: str) -> ArrayRows:
         return ArrayRows(self.source.ds, self.splits[split], self.transform)
@@ -222,9 +250,6 @@ def open_array_source(config) -> ArraySource:
             raise _as_transfer_error(exc) from None
         raise TransferError(f"--data {' '.join(items)}: HDF5 input needs --x-key, the dataset key of the "
                             f"images{keys}")
-    if config.augment_on_the_fly:
-        raise TransferError("--augment-on-the-fly (a roll along phi) is for full-azimuth eta-phi images, "
-                            "not for calorimeter arrays")
     dataset = None
     try:
         dataset = open_arrays(items, split_keys(config.x_key), config.y_key, config.classes)

@@ -119,15 +119,27 @@ def physics_augment(x: np.ndarray, rng: np.random.Generator, start: int = 0, tot
     The draws are made for the ``total`` events of the global batch and ``x`` gets those of its events
     ``start, start + 1, ...``: every event is augmented the same way however many processes share the batch.
     """
-    n, height = x.shape[0], x.shape[1]
+    return symmetry_augment(x, rng, start, total, phi_axis=1, eta_axis=2, roll=True)
+
+
+def symmetry_augment(x: np.ndarray, rng: np.random.Generator, start: int = 0, total: int | None = None, *,
+                     phi_axis: int, eta_axis: int | None = None, roll: bool = True) -> np.ndarray:
+    """:func:`physics_augment` on any layout: a roll along ``phi_axis`` (1: rows, 2: columns) when ``roll`` (a
+    periodic phi), a flip of it, and a flip of ``eta_axis`` when there is one; drawn per event."""
+    n, size = x.shape[0], x.shape[phi_axis]
     total = n if total is None else total
     part = slice(start, start + n)
-    shift = rng.integers(0, height, total)[part]
+    shift = rng.integers(0, size, total)[part]
     flip_eta, flip_phi = (rng.random(total) < 0.5)[part], (rng.random(total) < 0.5)[part]
-    rows = (np.arange(height)[None, :] - shift[:, None]) % height
-    x = x[np.arange(n)[:, None], rows]
-    x[flip_eta] = x[flip_eta, :, ::-1]
-    x[flip_phi] = x[flip_phi, ::-1]
+    x = np.array(x, copy=True)
+    if roll:
+        cells = (np.arange(size)[None, :] - shift[:, None]) % size
+        x = x[np.arange(n)[:, None], cells] if phi_axis == 1 else x[np.arange(n)[:, None, None],
+                                                                   np.arange(x.shape[1])[None, :, None],
+                                                                   cells[:, None, :]]
+    if eta_axis is not None:
+        x[flip_eta] = np.flip(x[flip_eta], axis=eta_axis)
+    x[flip_phi] = np.flip(x[flip_phi], axis=phi_axis)
     return x
 
 

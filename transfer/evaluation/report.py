@@ -285,7 +285,7 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
         health_inputs.get("monitor_events", []),
         network_auc_val=_macro_auc(metrics["validation"]["roc_auc"]), baseline_auc_val=_macro_auc(base.get("roc_auc")),
         network_acc_val=metrics["validation"]["accuracy"], baseline_acc_val=base.get("accuracy"),
-        extra_warnings=health_inputs.get("input_warnings"))
+        extra_warnings=health_inputs.get("input_warnings"), history=history, best=info.get("best"))
     write_evaluation(folder, class_names, SplitScores(splits["test"].paths, splits["test"].y_true,
                                                       _finite_scores(splits["test"].scores)), signal,
                      baseline=None if baseline is None else

@@ -91,6 +91,7 @@ def keras_callbacks():
             self.chance = chance_loss(val_labels, num_classes)
             self.at_chance = 0
             self.events: list[dict] = []
+            self.left: int | None = None
 
         def on_epoch_end(self, epoch, logs=None):
             scores = np.asarray(self.score(self.val_data), dtype=np.float64)
@@ -113,5 +114,11 @@ def keras_callbacks():
                             "; ".join(found), "; ".join(likely_causes(self.context)))
             if found:
                 self.events.append({"stage": self.stage, "epoch": epoch + 1, "symptoms": found})
+                self.left = None
+            elif self.events and self.left is None:
+                self.left = epoch + 1
+                log.warning("the collapse of %s epoch %d is left at epoch %d: the validation predictions vary "
+                            "again (a transient collapse, unless it comes back)", self.stage,
+                            self.events[-1]["epoch"], epoch + 1)
 
     return KeepBest, EpochRecorder, Validation

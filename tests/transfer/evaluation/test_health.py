@@ -128,3 +128,53 @@ def test_a_broken_run_is_flagged_collapsed_and_a_normal_run_is_not(tmp_path):
     report = (broken / "report.md").read_text()
     assert report.splitlines()[2].startswith("**COLLAPSED")
     assert "COLLAPSED" not in (normal / "report.md").read_text()
+
+
+def _history(train, val, stage="from-scratch"):
+    import pandas as pd
+
+    n = len(train)
+    return pd.DataFrame({"epoch": np.arange(1, n + 1), "stage": stage, "stage_epoch": np.arange(1, n + 1),
+                         "accuracy": train, "val_accuracy": val, "val_loss": np.linspace(0.6, 0.5, n)})
+
+
+def test_overfitting_is_called_from_the_gap_at_the_kept_or_last_epoch_and_not_on_a_healthy_run():
+    from transfer.evaluation.health import OVERFIT_GAP, overfitting
+
+    memorising = _history([0.6, 0.8, 0.9, 0.97, 0.99], [0.6, 0.75, 0.8, 0.82, 0.84])
+    found = overfitting(memorising, {"stage": "from-scratch", "epoch": 2})
+    assert found["overfitting"] and found["kept_epoch"] == 2
+    assert found["gap_kept"] == pytest.approx(0.05) and found["gap_last"] == pytest.approx(0.15)
+    healthy = _history([0.6, 0.8, 0.86, 0.88, 0.9], [0.6, 0.78, 0.84, 0.85, 0.86])
+    assert not overfitting(healthy, {"stage": "from-scratch", "epoch": 5})["overfitting"]
+    at_edge = _history([0.9, 0.9], [0.9 - OVERFIT_GAP + 0.01, 0.9 - OVERFIT_GAP + 0.01])
+    assert not overfitting(at_edge)["overfitting"]
+    # validation falling at the last epoch with the training accuracy flat (a BatchNorm spike) is not memorising
+    spike = _history([0.6, 0.9, 0.9, 0.89], [0.6, 0.88, 0.89, 0.5])
+    found = overfitting(spike, {"stage": "from-scratch", "epoch": 3})
+    assert found["gap_last"] > OVERFIT_GAP and not found["overfitting"]
+    assert overfitting(_history([0.9], [0.9])[["epoch", "accuracy"]]) is None  # no validation column
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 40)
+    fine = SplitScores([], labels, _informative_scores(labels, rng))
+    warned = assess(fine, fine, 3, 0.6, [], history=memorising, best={"stage": "from-scratch", "epoch": 2})
+    text = [w for w in warned["warnings"] if w.startswith("OVERFITTING")]
+    assert len(text) == 1 and "0.990 against 0.840" in text[0] and "augment" in text[0]
+    assert warned["fit"]["overfitting"]
+    quiet = assess(fine, fine, 3, 0.6, [], history=healthy, best={"stage": "from-scratch", "epoch": 5})
+    assert not any("OVERFITTING" in w for w in quiet["warnings"]) and not quiet["fit"]["overfitting"]
+
+
+def test_a_collapse_the_run_left_is_reported_as_transient_and_one_it_kept_is_not():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 40)
+    fine = SplitScores([], labels, _informative_scores(labels, rng))
+    history = _history([0.4, 0.4, 0.6, 0.8, 0.85], [0.33, 0.33, 0.6, 0.8, 0.82])
+    event = {"stage": "from-scratch", "epoch": 1, "symptoms": ["every event is predicted as class 0"]}
+    left = assess(fine, fine, 3, 0.6, [event, {**event, "epoch": 2}], history=history)
+    assert left["transient_collapse"]["left_at"] == {"stage": "from-scratch", "epoch": 3}
+    assert any(w.startswith("transient collapse") and "left at from-scratch epoch 3" in w for w in left["warnings"])
+    stayed = assess(fine, fine, 3, 0.6, [{**event, "epoch": e} for e in (4, 5)], history=history)
+    assert "transient_collapse" not in stayed
+    assert any(w.startswith("during training (from-scratch stage, epoch 4)") for w in stayed["warnings"])
