@@ -423,7 +423,8 @@ def transform(x):                      # x: (N, rows, cols, channels) float32, r
     if prep["channels"] is not None: x = x[..., prep["channels"]]
     if prep["min_value"] is not None: x = np.where(x < prep["min_value"], 0, x)
     if prep["crop"] is not None: r0, r1, c0, c1 = prep["crop"]; x = x[:, r0:r1, c0:c1]
-    if prep["scale"] == "log": x = np.copysign(np.log1p(np.abs(x)), x)
+    if prep["scale"] == "log":           # sign(x) log(1 + |x| / knee), the knee fitted per channel
+        knee = np.float32(prep.get("log_knee") or 1.0); x = np.copysign(np.log1p(np.abs(x / knee)), x)
     if prep["scale"] == "standardize": x = (x - np.float32(prep["mean"])) / np.float32(prep["std"])
     return x.astype(np.float32)
 '''
