@@ -198,16 +198,24 @@ def trigger_tower_events(n: int, kind: str, rng: np.random.Generator,
 def write_trigger_towers(folder: str | os.PathLike, n_per_class: int, seed: int = 0,
                          files_per_class: int = 2) -> dict[str, list[Path]]:
     """Layout 2: ``folder/<class>/part-<i>.h5`` with ``gTowerEt`` only (no labels)."""
+    return _write_tower_files(folder, TOWER_CLASSES, n_per_class, files_per_class,
+                              trigger_tower_events, seed, {"units": "MeV"})
+
+
+def _write_tower_files(folder, classes, n_per_class: int, files_per_class: int, events, seed: int,
+                       attrs: dict) -> dict[str, list[Path]]:
+    """Layout 2 of ``classes``: ``folder/<class>/part-<i>.h5``, each a ``gTowerEt`` dataset of
+    ``events(n, class, rng)`` with ``attrs``; one generator of ``seed`` draws every file in turn."""
     rng = np.random.default_rng(seed)
     out: dict[str, list[Path]] = {}
-    for name in TOWER_CLASSES:
+    for name in classes:
         sizes = np.diff(np.linspace(0, n_per_class, files_per_class + 1).astype(int))
         out[name] = []
         for i, size in enumerate(sizes):
             path = Path(folder) / name / f"part-{i}.h5"
             with _atomic_h5(path) as handle:
-                dset = handle.create_dataset("gTowerEt", data=trigger_tower_events(int(size), name, rng))
-                dset.attrs["units"] = "MeV"
+                dset = handle.create_dataset("gTowerEt", data=events(int(size), name, rng))
+                dset.attrs.update(attrs)
             out[name].append(path)
     return out
 
@@ -440,19 +448,9 @@ def write_realistic_towers(folder: str | os.PathLike, n_per_class: int, seed: in
     4 seeds); on ``--scale log`` they lose the channel total's energy meaning (0.62).
     Same seed, same events.
     """
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[Path]] = {}
-    for name in REALISTIC_TOWER_CLASSES:
-        sizes = np.diff(np.linspace(0, n_per_class, files_per_class + 1).astype(int))
-        out[name] = []
-        for i, size in enumerate(sizes):
-            path = Path(folder) / name / f"part-{i}.h5"
-            with _atomic_h5(path) as handle:
-                dset = handle.create_dataset("gTowerEt", data=realistic_tower_events(int(size), name, rng, mu=mu))
-                dset.attrs["units"] = "MeV"
-                dset.attrs["dims"] = ["event", "eta", "phi"]
-            out[name].append(path)
-    return out
+    return _write_tower_files(folder, REALISTIC_TOWER_CLASSES, n_per_class, files_per_class,
+                              lambda n, name, rng: realistic_tower_events(n, name, rng, mu=mu), seed,
+                              {"units": "MeV", "dims": ["event", "eta", "phi"]})
 
 
 # ---------------------------------------------------------- layered calorimeter
