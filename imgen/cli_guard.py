@@ -24,6 +24,13 @@ its stack), the signal is only recorded; it is raised at the next safe point:
 when the thread is back in other code (a helper thread asks every
 :data:`RECHECK_SECONDS`) or when training calls :func:`raise_if_interrupted`
 between batches. A second Ctrl-C or SIGTERM while one is pending stops at once.
+
+The helper thread is started with the command and parked until a signal is
+deferred (a signal handler should not start threads). When the exception is
+raised where Python cannot pass it on, in a ``__del__`` or a weakref callback
+that the garbage collector runs (a Keras object's, in the middle of building a
+model), Python prints "Exception ignored" and drops it; the command would then
+train on forever. :func:`_rearm_ignored` sees those and defers the signal again.
 """
 from __future__ import annotations
 
@@ -61,12 +68,17 @@ class Terminated(BaseException):
 class _Signals:
     """The state of the handler: who installed it, the signal waiting for a safe point, the helper thread.
 
-    ``lock`` is re-entrant: the handler runs in the main thread, also while that thread holds it."""
+    ``lock`` is re-entrant: the handler runs in the main thread, also while that thread holds it. ``wake``
+    unparks the helper (a signal was deferred, or the command ends: ``stop``)."""
 
     installed_by: int | None = None
     pending: type[BaseException] | None = None
+    pending_signum: int = signal.SIGTERM
     rechecks = 0                       # signals the helper thread sent (not the user's)
     helper: threading.Thread | None = None
+    depth = 0                          # run_command calls inside one another share the helper
+    stop = False
+    wake = threading.Event()
     lock = threading.RLock()
 
 
@@ -84,21 +96,28 @@ def _unsafe(frame) -> bool:
     return False
 
 
-def _recheck(main_id: int, signum: int) -> None:
-    """Helper thread: while a signal is pending, send it again to the main thread whenever that thread is
-    outside the unsafe libraries, so that the handler raises it there. Never sends once it is no longer
-    pending (:func:`run_command` puts back the previous handler after that, which could be the default)."""
+def _recheck(main_id: int) -> None:
+    """Helper thread: parked until a signal is deferred; then, while it is pending, send it again to the main
+    thread whenever that thread is outside the unsafe libraries, so that the handler raises it there. Never
+    sends once it is no longer pending (:func:`run_command` puts back the previous handler after that, which
+    could be the default)."""
     while True:
+        _Signals.wake.wait()
+        if _Signals.stop:
+            return
         time.sleep(RECHECK_SECONDS)
         frame = sys._current_frames().get(main_id)
         with _Signals.lock:
-            if _Signals.pending is None or frame is None:
+            if _Signals.stop:
                 return
-            if _unsafe(frame):         # still inside: the handler would only defer again
+            if _Signals.pending is None:
+                _Signals.wake.clear()  # raised already: park again
+                continue
+            if frame is None or _unsafe(frame):   # still inside: the handler would only defer again
                 continue
             _Signals.rechecks += 1
             try:
-                signal.pthread_kill(main_id, signum)
+                signal.pthread_kill(main_id, _Signals.pending_signum)
             except (OSError, ValueError):
                 return
 
@@ -117,15 +136,27 @@ def _on_signal(signum, frame):
         if recheck and _Signals.pending is None:
             return                              # raised already at a safe point
         if _unsafe(frame) and (recheck or _Signals.pending is None):
-            if _Signals.pending is None:        # the first: record it, and ask again until it is safe
-                _Signals.pending = _exception_for(signum)
-                _Signals.helper = threading.Thread(target=_recheck, name="signal-recheck", daemon=True,
-                                                   args=(threading.main_thread().ident, signum))
-                _Signals.helper.start()
+            if _Signals.pending is None:        # the first: record it, and let the helper ask until it is safe
+                _Signals.pending, _Signals.pending_signum = _exception_for(signum), signum
+                _Signals.wake.set()
             return
         exc = _Signals.pending or _exception_for(signum)   # safe here, or the user's second signal
         _Signals.pending = None
     raise exc()
+
+
+def _rearm_ignored(unraisable) -> None:
+    """``sys.unraisablehook`` while a command runs: a Ctrl-C or SIGTERM that Python dropped (raised inside a
+    finalizer) is deferred again, to be raised at the next safe point; anything else goes to the usual hook."""
+    exc = unraisable.exc_value
+    if isinstance(exc, (KeyboardInterrupt, Terminated)) and threading.current_thread() is threading.main_thread():
+        with _Signals.lock:
+            if _Signals.pending is None:
+                _Signals.pending = type(exc)
+                _Signals.pending_signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+                _Signals.wake.set()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def raise_if_interrupted() -> None:
@@ -139,13 +170,34 @@ def raise_if_interrupted() -> None:
         raise exc()
 
 
-def _stop_deferring() -> None:
-    """Drop a pending signal and wait for the helper thread, before the previous handlers come back."""
+def _start_helper() -> None:
+    """Start the parked helper thread (:func:`_recheck`) for the outermost :func:`run_command`."""
+    _Signals.depth += 1
+    if _Signals.helper is not None:
+        return
+    _Signals.stop = False
+    _Signals.wake.clear()
+    _Signals.helper = threading.Thread(target=_recheck, name="signal-recheck", daemon=True,
+                                       args=(threading.main_thread().ident,))
+    _Signals.helper.start()
+
+
+def _stop_deferring(finished: bool = False) -> None:
+    """Drop a pending signal; when the outermost command has ``finished``, stop the helper thread and wait
+    for it, before the previous handlers come back."""
     with _Signals.lock:
         _Signals.pending = None
         _Signals.rechecks = 0
+    if not finished:
+        return
+    _Signals.depth = max(0, _Signals.depth - 1)
+    if _Signals.depth:
+        return
     helper, _Signals.helper = _Signals.helper, None
     if helper is not None and helper is not threading.current_thread():
+        with _Signals.lock:
+            _Signals.stop = True
+            _Signals.wake.set()
         helper.join()
 
 
@@ -221,6 +273,10 @@ def run_command(body: Callable[[], int], errors: tuple[type[BaseException], ...]
             previous[signum] = signal.signal(signum, _on_signal)
         except ValueError:  # not the main thread: leave the signals as they are
             pass
+    previous_hook = sys.unraisablehook
+    if previous:
+        _start_helper()
+        sys.unraisablehook = _rearm_ignored
     try:
         return body()
     except errors as exc:
@@ -238,6 +294,7 @@ def run_command(body: Callable[[], int], errors: tuple[type[BaseException], ...]
         print(f"error: {no_space_message(exc, folder)}", file=sys.stderr)
         return 2
     finally:
-        _stop_deferring()
+        _stop_deferring(finished=bool(previous))
+        sys.unraisablehook = previous_hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
