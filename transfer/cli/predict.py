@@ -25,7 +25,13 @@ def build_predict_parser() -> argparse.ArgumentParser:
                         help="arrays: accept files whose grid (rows x cols of a key) differs from the training "
                              "files' and resample them onto the training grid, conserving each cell's energy "
                              "(default: refuse them, since the scores change)")
-    parser.add_argument("--out", metavar="CSV", help="write the scores here (default: print them)")
+    parser.add_argument("--out", metavar="FILE.csv|.parquet|.root",
+                        help="write the scores here, in the format of the suffix (default: print them as CSV): "
+                             ".csv and .parquet (needs pyarrow) one row per input; .root a tree Events with "
+                             "one entry per entry of each source NanoAOD file, in its order (entries without "
+                             "an image: NaN scores, scored 0), with run, luminosityBlock and event from the "
+                             "images' manifest.csv and the source file, to add as a friend tree; branches "
+                             "score_<class> with characters other than letters, digits and _ turned into _")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)")
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
                         help="Keras backend to score with; a model saved under one loads under any "
@@ -36,19 +42,18 @@ def build_predict_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> int:
     args = build_predict_parser().parse_args(argv)
     from transfer.deploy.predict import predict
-    from transfer.files import check_output_file
+    from transfer.deploy.score_files import score_format, write_scores
 
     if args.out:
-        check_output_file(args.out)   # before scoring everything
+        score_format(args.out)   # a bad suffix, folder or missing library: before scoring everything
 
     table = predict(args.model, args.inputs, args.batch_size, x_key=args.x_key, resample=args.resample,
                     backend=args.backend)
-    text = table.to_csv(index=False, float_format="%.9g")
     if args.out:
-        from transfer.files import write_text_atomic
-
-        write_text_atomic(args.out, text)
-        print(f"{len(table)} inputs scored: {args.out}")
+        rows, notes = write_scores(table, args.out, args.model)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"{len(table)} inputs scored: {args.out}" + (f" ({rows} entries)" if rows != len(table) else ""))
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(table.to_csv(index=False, float_format="%.9g"))
     return 0
