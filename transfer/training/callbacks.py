@@ -91,7 +91,7 @@ def keras_callbacks():
             #: --event-weight: |w| of the validation events, which val_loss and val_accuracy weigh them by
             self.val_weights = val_weights
             self.num_classes, self.context, self.stage = num_classes, context, stage
-            self.chance = chance_loss(val_labels, num_classes)
+            self.chance = chance_loss(val_labels, num_classes, val_weights)
             self.at_chance = 0
             self.events: list[dict] = []
             self.left: int | None = None

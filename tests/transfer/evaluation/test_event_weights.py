@@ -81,6 +81,13 @@ def test_bootstrap_carries_the_weights_of_the_resampled_events():
     assert "weighted" in heavy["method"] and "weighted" not in ones["method"]
 
 
+def test_the_chance_loss_of_weighted_events_is_the_entropy_of_their_weight_fractions():
+    from transfer.evaluation.health import chance_loss
+
+    assert chance_loss([0, 0, 1], 2, [1.0, 1.0, 2.0]) == pytest.approx(np.log(2))
+    assert chance_loss([0, 0, 1], 2) == pytest.approx(-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)))
+
+
 def test_loss_weights_are_abs_times_class_weight_with_mean_one_and_classes_balance_on_weight_sums():
     labels = np.array([0, 0, 0, 1])
     events = np.array([1.0, -1.0, 2.0, 0.5])
