@@ -46,7 +46,7 @@ NanoAOD ROOT files (.root, read with uproot; no ROOT installation needed):
   bit), Electron_cutBased >= 4, Muon_tightId; isolation Electron_pfRelIso03_all
   and Muon_pfRelIso04_all < 0.15; b-tag from --btag-branch above --btag-cut.
   The manifest's event column is the NanoAOD event number, with run and lumi
-  (luminosityBlock) beside it. A URL (root://..., https://...) is passed on to
+  (luminosityBlock) beside it, and genWeight (when the file has it) as weight. A URL (root://..., https://...) is passed on to
   uproot. A missing branch is an error listing the nearest names in the tree.
 
 images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on top):
@@ -64,7 +64,7 @@ images (OUT/<class>/<class>_<event>.png, eta horizontal, phi vertical, +pi on to
 
 output and resume:
   OUT/manifest.csv lists every image of the run (path, class, event, source,
-  split, run, lumi). Writes are atomic; a run that stops resumes where it left off:
+  split, run, lumi, weight, weight_source: NanoAOD genWeight or JSON xsec). Writes are atomic; a run that stops resumes where it left off:
   an existing image is kept only when it records (inside the PNG) the same
   source file, event and settings; one of another input stops the run,
   naming both, unless --overwrite, which re-renders and removes the images of

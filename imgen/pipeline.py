@@ -228,7 +228,7 @@ class Reading:
 class BatchResult:
     flow: CutFlow
     bad: list[tuple[str, str]] = field(default_factory=list)               # (reason, message)
-    rows: list[tuple] = field(default_factory=list)  # (event, split, status, h5 chunk, run, lumi)
+    rows: list[tuple] = field(default_factory=list)  # (event, split, status, h5 chunk, run, lumi, weight, source)
     missing_met_phi: int = 0
     phi_from_momentum: int = 0
     outside_eta_objects: int = 0
@@ -277,7 +277,7 @@ def process_batch(job: Job, source: str, class_name: str, staging: str | None,
                     write_staged(staged, with_provenance(encode_png(image), record))
             if job.write_hdf5:
                 chunk = compress_image(image if image is not None else render_event(selected, job.render))
-        result.rows.append((event_id, split, status, chunk, event.run, event.lumi))
+        result.rows.append((event_id, split, status, chunk, event.run, event.lumi, event.weight, event.weight_source))
     return result
 
 
@@ -478,12 +478,12 @@ class _Run:
         summary.phi_from_momentum += result.phi_from_momentum
         summary.outside_eta_objects += result.outside_eta_objects
         summary.outside_eta_events += result.outside_eta_events
-        for event_id, split, status, chunk, run, lumi in result.rows:
+        for event_id, split, status, chunk, run, lumi, weight, weight_source in result.rows:
             path = image_relpath(class_name, event_id)
             target = summary.existing if status == "existing" else summary.rendered
             target.setdefault(class_name, Counter())[split] += 1
             if self.spool:
-                self.spool.add(path, class_name, event_id, source, split, run, lumi)
+                self.spool.add(path, class_name, event_id, source, split, run, lumi, weight, weight_source)
             if self.h5:
                 self.h5.append(class_name, event_id, split, path, source, chunk)
         self.bar.set_postfix_str(f"{summary.n_rendered + summary.n_existing} images", refresh=False)

@@ -228,7 +228,15 @@ class TrainConfig:
         "auto", group="training", choices=CLASS_WEIGHTS,
         help="balanced: weight each training event by n / (classes x n_class) (scikit-learn "
              "compute_class_weight), in every stage; auto: balanced when the largest class has over 1.5x the "
-             "smallest's training events ({default})")
+             "smallest's training events; with --event-weight, n are the summed |weights| and the loss weight is "
+             "|w| x class weight ({default})")
+    event_weight: str = option(
+        "none", group="training", metavar="genWeight|xsec|KEY|none",
+        help="per-event weights of simulated samples: genWeight (NanoAOD's generator weight) or xsec (the JSON "
+             "sample's cross section), as python -m imgen records them in manifest.csv; KEY: a per-event "
+             "dataset of the HDF5 files (or a manifest column). Every figure (accuracy, loss, ROC AUC, rejection, "
+             "confusion matrix, baseline, intervals) uses the signed weights; the loss |w| x class weight, "
+             "normalised to a mean of 1 over the training events (README: Event weights) ({default})")
     signal: Optional[str] = option(
         None, group="evaluation", metavar="CLASS",
         help="two classes: the signal class of the background rejection at 50/80/90 %% signal efficiency, the "
@@ -277,6 +285,7 @@ class TrainConfig:
         self.classes = parse_classes(self.classes)
         for name in ("x_key", "y_key", "channels", "signal"):
             setattr(self, name, _as_text(name, getattr(self, name)))
+        self.event_weight = _as_text("event_weight", self.event_weight) or "none"
         if self.min_value is not None:
             self.min_value = _as_float("min_value", self.min_value)
         self.train_fraction = parse_train_fraction(self.train_fraction)

@@ -336,6 +336,19 @@ class ArrayDataset:
             out[start:start + len(ids)] = ids
         return out
 
+    def event_column(self, key: str) -> np.ndarray:
+        """A per-event number of every file (e.g. a weight, ``transfer --event-weight KEY``) as float64, file
+        after file: the 1-D dataset ``key`` (or ``(events, 1)``), one value per event of the file."""
+        parts = []
+        for i, part in enumerate(self.source.parts):
+            dset = self._dataset(part.path, key)
+            n = int(self.counts[i])
+            if dset.shape not in ((n,), (n, 1)) or dset.dtype.kind not in "iuf":
+                raise ArrayDataError(f"{where(part.path, key)}: shape {dset.shape} of {dset.dtype}, but a per-event "
+                                     f"number needs one value per event ({n} numbers)")
+            parts.append(np.asarray(dset[...], dtype=np.float64).reshape(-1))
+        return np.concatenate(parts) if parts else np.empty(0)
+
     def locate(self, indices: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Global indices -> (part number, row in that file)."""
         idx = np.asarray(indices, dtype=np.int64)

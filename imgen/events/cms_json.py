@@ -24,6 +24,8 @@ tolerance lives, because real files vary:
   wrapped into [-pi, pi);
 * ``run`` and ``lumi`` are kept (for the manifest) when they are whole
   numbers, and are None otherwise: they are bookkeeping, never an error;
+  so is ``xsec``, the sample's cross section, kept as the event's weight
+  (the manifest's ``weight`` column, ``weight_source`` ``xsec``);
 * some producers write ``phi = 0.0`` for every lepton while ``px, py`` are
   right (the bundled real sample does: its electrons have ``phi`` 0.0 but
   ``atan2(py, px)`` is consistent with their ``pt`` and ``eta``). A lepton whose
@@ -264,6 +266,17 @@ def _counter(value: Any) -> int | None:
     return None
 
 
+def _weight(value: Any) -> float | None:
+    """The sample's ``xsec`` as the event's weight, or None: recorded only (a NaN is kept, for ``transfer
+    --event-weight xsec`` to refuse naming the manifest row), so an odd one is not an error here."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -330,7 +343,9 @@ def parse_event(event_id: Any, raw: Any, source: str | os.PathLike = "<memory>")
             raise BadEventError(f"{here}: negative met {met:g} GeV", "negative pt")
     if raw.get("met_phi") is not None:
         met_phi = wrap_phi(_number(raw["met_phi"], here, "met_phi"))
-    return Event(event_id, tuple(objects), met, met_phi, fixed, _counter(raw.get("run")), _counter(raw.get("lumi")))
+    weight = _weight(raw.get("xsec"))
+    return Event(event_id, tuple(objects), met, met_phi, fixed, _counter(raw.get("run")), _counter(raw.get("lumi")),
+                 weight, None if weight is None else "xsec")
 
 
 def read_events(path: str | os.PathLike, strict: bool = False) -> Iterator[Event]:

@@ -42,6 +42,12 @@ class Event:
     #: run and luminosity block, recorded in the manifest; None when the input has none
     run: int | None = None
     lumi: int | None = None
+    #: the event's weight for training and metrics (``transfer --event-weight``), recorded in the manifest's
+    #: ``weight`` column, and where it came from (``weight_source``: ``genWeight`` of NanoAOD, ``xsec`` of the
+    #: JSON sample); None when the input has none. Bookkeeping as run and lumi: never checked here (transfer
+    #: refuses a non-finite weight naming the manifest row)
+    weight: float | None = None
+    weight_source: str | None = None
 
     def of_kind(self, kind: str) -> list[PhysicsObject]:
         return [o for o in self.objects if o.kind == kind]

@@ -27,7 +27,10 @@ b-tag discriminant of jets (``--btag-branch``, default
 it MET is not drawn and the summary counts the events, as for JSON without
 ``met_phi``), and ``run``, ``luminosityBlock``, ``event``. The event number
 of the manifest and of the image name is ``event``; ``run`` and
-``luminosityBlock`` go into the manifest's ``run`` and ``lumi`` columns.
+``luminosityBlock`` go into the manifest's ``run`` and ``lumi`` columns, and
+``genWeight`` (optional: simulation has it, collision data not) into its
+``weight`` column (``weight_source`` ``genWeight``), for ``transfer
+--event-weight genWeight``.
 
 The b-tag discriminant differs between NanoAOD versions; its working point
 (``--btag-cut``) defaults to the medium one of the table :data:`BTAG_BRANCHES`
@@ -111,7 +114,10 @@ FLAG_RULES = {
     "pfRelIso04_all": lambda v: v < ISOLATED_BELOW,
 }
 EVENT_BRANCHES = ("run", "luminosityBlock", "event", "MET_pt")
-OPTIONAL_BRANCHES = ("MET_phi",)
+#: ``genWeight``: the generator weight of simulated events, recorded as the manifest's ``weight`` (collision data
+#: have none).
+GEN_WEIGHT = "genWeight"
+OPTIONAL_BRANCHES = ("MET_phi", GEN_WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -280,12 +286,14 @@ class NanoAODStream:
                 raise ImgenError(f"{where}: branch {name} is jagged ({tree[name].typename}); "
                                  f"expected one value per event")
         self._has_met_phi = "MET_phi" in tree
+        self._has_gen_weight = GEN_WEIGHT in tree
         if not self._has_met_phi:
             log.warning("%s: no branch MET_phi: MET is not drawn", where)
 
     # -- reading -----------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        names = branches_read(self.options) + (["MET_phi"] if self._has_met_phi else [])
+        names = branches_read(self.options) + (["MET_phi"] if self._has_met_phi else []) \
+            + ([GEN_WEIGHT] if self._has_gen_weight else [])
         chunks = self._tree.iterate(names, step_size=STEP_SIZE, library="ak")
         while True:
             try:
@@ -394,7 +402,11 @@ def chunk_events(chunk, source: str, options: NanoAODOptions, start: int,
     if met_phi is not None:
         problems |= ~np.isfinite(met_phi)
     problems_list = problems.tolist()
-    for i, event_id, run, lumi, met_i, met_phi_i in zip(range(n), ids, runs, lumis, met_list, met_phi_list):
+    # the generator weight is recorded as it is (a NaN too: transfer refuses it naming the manifest row)
+    weights = _flat(chunk, GEN_WEIGHT).astype(np.float64).tolist() if GEN_WEIGHT in chunk.fields else repeat(None)
+    weight_source = GEN_WEIGHT if GEN_WEIGHT in chunk.fields else None
+    for i, event_id, run, lumi, met_i, met_phi_i, weight in zip(range(n), ids, runs, lumis, met_list, met_phi_list,
+                                                                 weights):
         if problems_list[i]:
             yield event_id, _bad_event(i, event_id, source, per_kind, options.btag_branch, met_list[i],
                                        None if met_phi is None else float(met_phi[i]))
@@ -404,7 +416,7 @@ def chunk_events(chunk, source: str, options: NanoAODOptions, start: int,
             a, b = offsets[i], offsets[i + 1]
             if a != b:
                 objects += tuple(kind_objects[a:b])
-        yield event_id, Event(event_id, objects, met_i, met_phi_i, 0, run, lumi)
+        yield event_id, Event(event_id, objects, met_i, met_phi_i, 0, run, lumi, weight, weight_source)
 
 
 def _bad_event(i: int, event_id: str, source: str, per_kind, btag_branch: str, met: float,

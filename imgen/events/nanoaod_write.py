@@ -12,7 +12,8 @@ stored as float32, as NanoAOD does (the toy generator's values are float32
 already, so they read back exactly). A jet without a b-tag score gets -1.
 
 ``MET_phi`` is written when every event has ``met_phi``, and left out when
-none has (as in the real 2011 JSON sample); event numbers must be integers.
+none has (as in the real 2011 JSON sample); ``genWeight`` likewise when the
+events' ``weight_source`` is ``genWeight`` (simulation); event numbers must be integers.
 Events are written as they come, :data:`BASKET_EVENTS` at a time (memory stays
 flat), under a temporary name that is renamed when the file is complete.
 """
@@ -29,7 +30,7 @@ from imgen.atomic import move_into_place, temp_file_beside
 from imgen.errors import ImgenError
 from imgen.events.cms_json import parse_event
 from imgen.events.model import Event
-from imgen.events.nanoaod import COLLECTIONS, DEFAULT_TREE
+from imgen.events.nanoaod import COLLECTIONS, DEFAULT_TREE, GEN_WEIGHT
 
 #: events per ``TTree.extend`` call (one basket per branch)
 BASKET_EVENTS = 20_000
@@ -48,7 +49,11 @@ def events_of_json(pairs: Iterable[tuple[str, dict]], source: str = "<memory>") 
         yield parse_event(event_id, raw, source)
 
 
-def _branch_types(btag_branch: str, met_phi: bool) -> dict[str, object]:
+def _has_gen_weight(event: Event) -> bool:
+    return event.weight_source == GEN_WEIGHT
+
+
+def _branch_types(btag_branch: str, met_phi: bool, gen_weight: bool = False) -> dict[str, object]:
     types: dict[str, object] = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
     for c in COLLECTIONS.values():
         for suffix in ("pt", "eta", "phi"):
@@ -61,10 +66,12 @@ def _branch_types(btag_branch: str, met_phi: bool) -> dict[str, object]:
     types["MET_pt"] = np.float32
     if met_phi:
         types["MET_phi"] = np.float32
+    if gen_weight:
+        types[GEN_WEIGHT] = np.float32
     return types
 
 
-def _columns(events: list[Event], btag_branch: str, met_phi: bool) -> dict[str, object]:
+def _columns(events: list[Event], btag_branch: str, met_phi: bool, gen_weight: bool = False) -> dict[str, object]:
     import awkward as ak
 
     data: dict[str, object] = {}
@@ -96,6 +103,8 @@ def _columns(events: list[Event], btag_branch: str, met_phi: bool) -> dict[str, 
     data["MET_pt"] = np.array([e.met for e in events], dtype=np.float32)
     if met_phi:
         data["MET_phi"] = np.array([e.met_phi for e in events], dtype=np.float32)
+    if gen_weight:
+        data[GEN_WEIGHT] = np.array([e.weight for e in events], dtype=np.float32)
     return data
 
 
@@ -112,17 +121,21 @@ def write_nanoaod(path: str | os.PathLike, events: Iterable[Event], *, tree: str
     batches = _batches(iter(events))
     first = next(batches, [])
     met_phi = bool(first) and first[0].met_phi is not None
+    gen_weight = bool(first) and _has_gen_weight(first[0])
     fd, tmp = temp_file_beside(path, prefix=".tmp-", suffix=".root")
     os.close(fd)
     try:
         with uproot.recreate(tmp) as handle:
-            out = handle.mktree(tree, _branch_types(btag_branch, met_phi),
+            out = handle.mktree(tree, _branch_types(btag_branch, met_phi, gen_weight),
                                 counter_name=lambda name: "n" + name.split("_", 1)[0])
             for batch in itertools.chain([first] if first else [], batches):
                 if any((e.met_phi is not None) != met_phi for e in batch):
                     raise ImgenError(f"{path}: some events have met_phi and some not; NanoAOD has MET_phi "
                                      f"in all events or in none")
-                out.extend(_columns(batch, btag_branch, met_phi))
+                if any(_has_gen_weight(e) != gen_weight for e in batch):
+                    raise ImgenError(f"{path}: some events have a genWeight and some not; NanoAOD has genWeight "
+                                     f"in all events or in none")
+                out.extend(_columns(batch, btag_branch, met_phi, gen_weight))
         return move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,6 +25,10 @@ COLUMNS = ("path", "class", "event", "source", "split")
 #: the event (NanoAOD ``run``/``luminosityBlock``, JSON ``run``/``lumi``), empty
 #: where the input has none. ``event`` is only unique within a run.
 RUN_COLUMNS = ("run", "lumi")
+#: Columns after those: the event's weight and where it came from (``genWeight``: NanoAOD's branch, ``xsec``:
+#: the JSON sample's cross section), empty where the input has none; ``transfer --event-weight`` reads them.
+#: Manifests written before they existed have no such columns, which readers take as "no weights".
+WEIGHT_COLUMNS = ("weight", "weight_source")
 #: Extra column written by ``augment``: the ``path`` of the source image of a
 #: generated image, empty for originals.
 AUGMENTED_FROM = "augmented_from"
@@ -87,7 +91,7 @@ def write_manifest(root: str | os.PathLike, rows: Iterable[Mapping[str, object]]
 
 
 #: Columns of the manifest of a rendering run
-SPOOL_COLUMNS = COLUMNS + RUN_COLUMNS
+SPOOL_COLUMNS = COLUMNS + RUN_COLUMNS + WEIGHT_COLUMNS
 
 
 class ManifestSpool:
@@ -107,9 +111,11 @@ class ManifestSpool:
         self._mark_count = 0
 
     def add(self, path: str, class_name: str, event: str, source: str, split: str,
-            run: int | None = None, lumi: int | None = None) -> None:
+            run: int | None = None, lumi: int | None = None, weight: float | None = None,
+            weight_source: str | None = None) -> None:
         self._writer.writerow((path, class_name, event, source, split,
-                               "" if run is None else run, "" if lumi is None else lumi))
+                               "" if run is None else run, "" if lumi is None else lumi,
+                               "" if weight is None else repr(float(weight)), weight_source or ""))
         self.count += 1
 
     def mark(self) -> None:

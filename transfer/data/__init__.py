@@ -71,10 +71,21 @@ class DataView:
         self.class_names = list(source.class_names)
         self.splits = {s: np.sort(np.asarray(splits[s], dtype=np.int64)) for s in SPLITS}
         _check_splits(self.splits, source.labels_all, self.class_names, source.describe_origin(), source.strict)
+        if source.weights_all is not None:
+            from transfer.data.event_weights import check_split_sums
+
+            for split in SPLITS:
+                check_split_sums(self.weights(split), split, source.describe_origin(), source.event_weight)
 
     def labels(self, split: str) -> np.ndarray:
         """Integer labels of ``split``, in the order of :meth:`ids` and :meth:`dataset`."""
         return self.source.labels_all[self.splits[split]]
+
+    def weights(self, split: str) -> np.ndarray | None:
+        """The event weights of ``split`` (``--event-weight``, signed, as read), in the order of :meth:`labels`;
+        None without weights."""
+        weights = self.source.weights_all
+        return None if weights is None else weights[self.splits[split]]
 
     def ids(self, split: str) -> list[str]:
         """One identifier per event of ``split`` (image path, ``file#row``), for predictions.csv."""
@@ -138,9 +149,10 @@ class DataView:
     no_augmentation = "these inputs have no symmetry to draw on the fly"
 
     def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, augment: bool = False,
-                shard: tuple[int, int] = (0, 1), drop_remainder: bool = False):
+                shard: tuple[int, int] = (0, 1), drop_remainder: bool = False, sample_weight=None):
         """The ``(input, label)`` batches of ``split`` for every Keras backend (reshuffled every epoch from
-        ``seed``; ``shard`` and ``drop_remainder`` for data-parallel training: :mod:`transfer.data.batches`)."""
+        ``seed``; ``shard`` and ``drop_remainder`` for data-parallel training: :mod:`transfer.data.batches`);
+        ``(input, label, weight)`` with ``sample_weight`` (one per event of the split: the loss weights)."""
         from transfer.data.batches import Batches
 
         draw = None
@@ -149,7 +161,7 @@ class DataView:
             if draw is None:
                 raise TransferError(f"--augment-on-the-fly: {self.no_augmentation}")
         return Batches(self.rows(split), self.labels(split), batch_size, shuffle=shuffle, seed=seed, augment=draw,
-                       shard=shard, drop_remainder=drop_remainder)
+                       shard=shard, drop_remainder=drop_remainder, sample_weight=sample_weight)
 
     def run_files(self) -> dict[str, str]:
         """Extra files of the run folder (name -> text): the split, how to read new data."""
@@ -177,6 +189,11 @@ class DataSource:
     kind = "?"
     #: ``--strict``: a validation or test split without some class is an error, not a warning.
     strict = False
+    #: Every event's weight (``--event-weight``, :mod:`transfer.data.event_weights`), None without; which choice,
+    #: and where the weights were read (for metrics.json).
+    weights_all: np.ndarray | None = None
+    event_weight = "none"
+    event_weight_origin = ""
     class_names: list[str]
     labels_all: np.ndarray
     default_splits: dict[str, np.ndarray]
@@ -188,6 +205,12 @@ class DataSource:
     def view(self, splits: dict[str, np.ndarray] | None = None) -> DataView:
         """A :class:`DataView` of ``splits`` (default: :attr:`default_splits`)."""
         raise NotImplementedError
+
+    def event_weights(self, choice: str) -> tuple[np.ndarray, Callable[[int], str]]:
+        """``(every event's weight for --event-weight choice, where(index) -> "file, row ..." for errors)``; sets
+        :attr:`event_weight_origin`. Kinds with weights override it."""
+        raise TransferError(f"{self.describe_origin()}: --event-weight {choice}: these data hold no per-event "
+                            "weights; use --event-weight none")
 
     def check_folds(self) -> None:
         """Raise when cross-validation over all events would leak (e.g. augmented copies)."""
@@ -286,9 +309,19 @@ def data_kind_for(config) -> DataKind:
 
 
 def open_data(config) -> DataSource:
-    """Open and check ``config.data`` with the kind that claims it."""
+    """Open and check ``config.data`` with the kind that claims it, with its event weights (``--event-weight``)."""
+    from transfer.data.event_weights import NONE, load_event_weights
+
     source = data_kind_for(config).open(config)
     source.strict = bool(getattr(config, "strict", False))
+    choice = getattr(config, "event_weight", NONE) or NONE
+    if choice != NONE:
+        try:
+            source.weights_all = load_event_weights(source, choice)
+        except BaseException:
+            source.close()
+            raise
+        source.event_weight = choice
     return source
 
 

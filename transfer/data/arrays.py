@@ -235,6 +235,15 @@ class ArraySource(DataSource):
     def describe_origin(self) -> str:
         return f"--data {' '.join(self.config.data_items)}"
 
+    def event_weights(self, choice: str):
+        """The per-event dataset ``choice`` (genWeight, xsec or any KEY) of every file; errors name file#row."""
+        try:
+            values = self.ds.event_column(choice)
+        except ImgenError as exc:
+            raise TransferError(f"--event-weight {choice}: {exc}") from None
+        self.event_weight_origin = f"HDF5 key {choice!r} of every file"
+        return values, lambda i: f"{self.ds.event_source(i)}, key {choice!r}"
+
     def close(self) -> None:
         self.ds.close()
 

@@ -146,12 +146,14 @@ def symmetry_augment(x: np.ndarray, rng: np.random.Generator, start: int = 0, to
 class Batches(keras.utils.PyDataset):
     """The batches of one split for ``fit``, ``evaluate`` and ``predict`` (see the module docstring).
 
-    ``labels`` None gives ``(x,)`` batches (prediction); ``batch_size`` is the global batch.
+    ``labels`` None gives ``(x,)`` batches (prediction); ``batch_size`` is the global batch. ``sample_weight``
+    (one per event, with labels) gives ``(x, y, w)`` batches: Keras' per-event weights of the loss.
     """
 
     def __init__(self, rows, labels: np.ndarray | None, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  augment: Callable[..., np.ndarray] | None = None,
-                 shard: tuple[int, int] = (0, 1), drop_remainder: bool = False, prefetch: int = PREFETCH_BATCHES):
+                 shard: tuple[int, int] = (0, 1), drop_remainder: bool = False, prefetch: int = PREFETCH_BATCHES,
+                 sample_weight: np.ndarray | None = None):
         super().__init__(workers=1, use_multiprocessing=False)
         index, count = shard
         if batch_size % count or (count > 1 and not drop_remainder):
@@ -161,6 +163,9 @@ class Batches(keras.utils.PyDataset):
         self.batch_size, self.local_batch, self.shard = int(batch_size), int(batch_size) // count, (index, count)
         self.shuffle, self.seed, self.augment = shuffle, int(seed), augment
         self.n = len(rows)
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+        if self.sample_weight is not None and (self.labels is None or len(self.sample_weight) != self.n):
+            raise ValueError(f"sample weights need labels and one weight per event ({self.n})")
         self.batches = self.n // self.batch_size if drop_remainder else math.ceil(self.n / self.batch_size)
         self.epoch = 0
         self._order = self._make_order()
@@ -186,7 +191,11 @@ class Batches(keras.utils.PyDataset):
         if self.augment is not None:
             x = self.augment(x, np.random.default_rng([self.seed, epoch, index, 7]), self.shard[0] * len(positions),
                              len(positions) * self.shard[1])
-        return (x,) if self.labels is None else (x, self.labels[positions])
+        if self.labels is None:
+            return (x,)
+        if self.sample_weight is not None:
+            return x, self.labels[positions], self.sample_weight[positions]
+        return x, self.labels[positions]
 
     def __getitem__(self, index: int) -> tuple:
         if not 0 <= index < self.batches:

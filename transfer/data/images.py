@@ -326,6 +326,52 @@ class ImageSource(DataSource):
     def view(self, splits=None) -> ImageView:
         return ImageView(self, self.default_splits if splits is None else splits)
 
+    def event_weights(self, choice: str):
+        """The manifest's weights: ``genWeight``/``xsec``: its ``weight`` column where ``weight_source`` says so
+        (imgen records them); another KEY: the manifest column KEY. Errors name the manifest line."""
+        from imgen.output.manifest import WEIGHT_COLUMNS
+        from transfer.data.event_weights import NAMED
+
+        root = self.images.root
+        manifest = root / MANIFEST_NAME
+        if self.images.split_source != "manifest":
+            raise TransferError(f"--event-weight {choice}: {root} has no {MANIFEST_NAME}, so no per-event weights; "
+                                "render the events with python -m imgen, whose manifest records each event's weight")
+        try:
+            rows = read_manifest(root, check_files=False)
+        except ManifestError as exc:
+            raise TransferError(str(exc)) from None
+        found = {r["path"]: (line, r) for line, r in enumerate(rows, start=2)}
+        column = WEIGHT_COLUMNS[0] if choice in NAMED else choice
+        header = list(rows[0]) if rows else []
+        if choice in NAMED and not any((r.get(WEIGHT_COLUMNS[1]) or "") == choice for r in rows):
+            redo = ("re-render it with python -m imgen from NanoAOD files with a genWeight branch (simulation)"
+                    if choice == "genWeight" else "re-render it with python -m imgen from CMS JSON files with xsec")
+            had = "no weight column (written before imgen recorded weights)" if column not in header else                 f"weight_source {sorted({r.get(WEIGHT_COLUMNS[1]) or '(empty)' for r in rows})}"
+            raise TransferError(f"{manifest}: --event-weight {choice}: the manifest records no {choice} weights "
+                                f"({had}); {redo}, or use --event-weight none")
+        if column not in header:
+            raise TransferError(f"{manifest}: --event-weight {choice}: no column {choice!r} (it has "
+                                f"{', '.join(header)}); for HDF5 arrays KEY names a dataset")
+        values = np.empty(len(self.images.files))
+        lines = []
+        for i, path in enumerate(self.images.files):
+            line, row = found[path]
+            lines.append(line)
+            text = (row.get(column) or "").strip()
+            if choice in NAMED and (row.get(WEIGHT_COLUMNS[1]) or "") != choice:
+                raise TransferError(f"{manifest}, line {line} ({path}): --event-weight {choice}: this event has "
+                                    f"weight_source {row.get(WEIGHT_COLUMNS[1]) or '(empty)'!r}, not {choice}; every "
+                                    "event needs one (render all classes from weighted files)")
+            try:
+                values[i] = float(text)
+            except ValueError:
+                raise TransferError(f"{manifest}, line {line} ({path}): --event-weight {choice}: weight "
+                                    f"{text or '(empty)'!r} is not a number") from None
+        self.event_weight_origin = (f"{manifest}, column {column}" + (f" (weight_source {choice})"
+                                                                     if choice in NAMED else ""))
+        return values, lambda i: f"{manifest}, line {lines[i]} ({self.images.files[i]})"
+
     def check_folds(self) -> None:
         if self.images.augmented and any(self.images.augmented):
             raise TransferError(f"{self.images.root / MANIFEST_NAME}: holds augmented copies of training "

@@ -52,6 +52,8 @@ class BaselineInputs:
     labels: dict[str, np.ndarray]
     description: str
     names: list[str] | None = None
+    #: per split, the events (indices into the data source) of the rows, for their weights (``--event-weight``)
+    indices: dict[str, np.ndarray] | None = None
 
 
 def pool_factor(rows: int, cols: int, channels: int, limit: int = MAX_PIXEL_FEATURES) -> int:
@@ -88,21 +90,23 @@ def _array_inputs(view, seed: int) -> BaselineInputs:
     ds, transform = view.source.ds, view.transform
     rows, cols, channels = view.input_shape
     factor = pool_factor(rows, cols, channels)
-    features, labels = {}, {}
+    features, labels, rows_of = {}, {}, {}
     for split in ("train", "validation", "test"):
         indices = view.splits[split]
         if split == "train":
             indices = _train_subset(indices, seed)
-        parts, ys = [], []
-        for _, x, y in ds.iter_chunks(indices):
+        parts, ys, picked = [], [], []
+        for piece, x, y in ds.iter_chunks(indices):
             x = transform(x).astype(np.float64)
             pooled = block_pool(x, factor).reshape(len(x), -1)
             parts.append(np.concatenate([pooled, x.sum(axis=(1, 2))], axis=1))
             ys.append(y)
-        features[split], labels[split] = np.concatenate(parts), np.concatenate(ys)
+            picked.append(piece)
+        features[split], labels[split], rows_of[split] = np.concatenate(parts), np.concatenate(ys), np.concatenate(picked)
     shape = "x".join(str(math.ceil(s / factor)) for s in (rows, cols))
     return BaselineInputs(features, labels, f"preprocessed cells sum-pooled {factor}x{factor} to {shape}x{channels}"
-                                           f" plus each channel's total ({features['train'].shape[1]} features)")
+                                           f" plus each channel's total ({features['train'].shape[1]} features)",
+                          indices=rows_of)
 
 
 def _pixel_features(paths: list, side: int = PIXEL_SIDE) -> np.ndarray:
@@ -123,6 +127,7 @@ def _image_inputs(view, seed: int) -> BaselineInputs:
 
     images = view.images
     labels = {split: view.labels(split) for split in ("train", "validation", "test")}
+    rows_of = {split: view.splits[split] for split in labels}
     reason = "the folder has no manifest with source events"
     if images.sources is not None and all(images.sources) and all(images.events):
         try:
@@ -135,14 +140,14 @@ def _image_inputs(view, seed: int) -> BaselineInputs:
                     [(images.sources[i], images.events[i]) for i in view.splits[split]], images.root, settings)
                     for split in labels}
                 return BaselineInputs(features, labels, f"physics objects of the source events "
-                                      f"({', '.join(FEATURE_NAMES)})", list(FEATURE_NAMES))
+                                      f"({', '.join(FEATURE_NAMES)})", list(FEATURE_NAMES), rows_of)
         except ImgenError as exc:
             reason = str(exc)
     log.info("baseline on downsampled pixels: %s", reason)
     features = {split: _pixel_features([images.root / images.files[i] for i in view.splits[split]])
                 for split in labels}
     return BaselineInputs(features, labels, f"pixels averaged down to at most {PIXEL_SIDE}x{PIXEL_SIDE} "
-                                            f"({features['train'].shape[1]} features; {reason})")
+                                            f"({features['train'].shape[1]} features; {reason})", indices=rows_of)
 
 
 #: data kind -> function(view, seed) -> BaselineInputs
@@ -164,6 +169,8 @@ class BaselineResult:
     n_train: int
     iterations: int
     seconds: float
+    #: per split, the events' weights (``--event-weight``, signed) for the figures; None when unweighted
+    weights: dict[str, np.ndarray] | None = None
 
 
 #: Up to this many training events the trees are grown on one thread. Their OpenMP threads wait for each
@@ -201,7 +208,10 @@ def _class_scores(model, x, num_classes: int) -> np.ndarray:
 
 
 def run_baseline(view, seed: int = 0, class_weight: dict | None = None) -> BaselineResult:
-    """Fit the baseline on ``view``'s train events (stopped on its validation events), score both."""
+    """Fit the baseline on ``view``'s train events (stopped on its validation events), score both.
+
+    With event weights (``--event-weight``) the trees are fitted with the network's loss weights (|w| x class
+    weight, :func:`transfer.data.event_weights.loss_weights`) and their figures use the signed weights."""
     started = time.perf_counter()
     try:
         builder = BASELINE_INPUTS[view.kind]
@@ -215,6 +225,11 @@ def run_baseline(view, seed: int = 0, class_weight: dict | None = None) -> Basel
     num_classes = len(view.class_names)
     y_train = inputs.labels["train"]
     weights = None if class_weight is None else np.asarray([class_weight[int(k)] for k in y_train])
+    events = view.source.weights_all
+    if events is not None:
+        from transfer.data.event_weights import loss_weights
+
+        weights = loss_weights(events[inputs.indices["train"]], y_train, class_weight)
     model = fit_trees(inputs.features["train"], y_train, inputs.features["validation"], inputs.labels["validation"],
                       num_classes, seed, weights)
     scores = {split: _class_scores(model, inputs.features[split], num_classes) for split in ("validation", "test")}
@@ -223,4 +238,5 @@ def run_baseline(view, seed: int = 0, class_weight: dict | None = None) -> Basel
              model.n_iter_, seconds)
     return BaselineResult(scores=scores, labels={s: inputs.labels[s] for s in scores}, description=inputs.description,
                           n_features=int(inputs.features["train"].shape[1]), n_train=int(len(y_train)),
-                          iterations=int(model.n_iter_), seconds=seconds)
+                          iterations=int(model.n_iter_), seconds=seconds,
+                          weights=None if events is None else {s: events[inputs.indices[s]] for s in scores})

@@ -52,9 +52,10 @@ OVERFIT_REMEDIES = (("augmentation (--augment-on-the-fly: HDF5 files whose dims 
                     "for arrays spanning decades, --scale log")
 
 
-def chance_loss(labels, num_classes: int) -> float:
-    """Cross-entropy of predicting the class fractions of ``labels`` for every event."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+def chance_loss(labels, num_classes: int, weights=None) -> float:
+    """Cross-entropy of predicting the class fractions of ``labels`` for every event (with ``weights``,
+    ``--event-weight``: the fractions of the summed weights, what the weighted loss is compared with)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), weights=weights, minlength=num_classes).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 
@@ -65,8 +66,9 @@ def prediction_spread(scores) -> float:
     return float(scores.std(axis=0).mean()) if len(scores) > 1 else 0.0
 
 
-def symptoms(scores, labels, num_classes: int, loss: float | None = None) -> list[str]:
-    """What is wrong with one split's predictions, in words (empty when nothing is)."""
+def symptoms(scores, labels, num_classes: int, loss: float | None = None, weights=None) -> list[str]:
+    """What is wrong with one split's predictions, in words (empty when nothing is); ``weights``: those of
+    ``loss`` (``--event-weight``), for its chance value."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     found = []
@@ -78,7 +80,7 @@ def symptoms(scores, labels, num_classes: int, loss: float | None = None) -> lis
     predicted = np.unique(scores.argmax(axis=1))
     if len(predicted) == 1 and len(np.unique(labels)) > 1:
         found.append(f"every event is predicted as class {int(predicted[0])}")
-    chance = chance_loss(labels, num_classes)
+    chance = chance_loss(labels, num_classes, weights)
     if loss is not None and math.isfinite(loss) and loss >= chance * (1 - CHANCE_TOLERANCE):
         found.append(f"the loss {loss:.3f} is at the chance value {chance:.3f} (entropy of the classes)")
     return found
@@ -183,7 +185,7 @@ def assess(validation, test, num_classes: int, val_loss: float | None, monitor_e
     AUC at or below :data:`CHANCE_AUC` on at least :data:`MIN_EVENTS_FOR_CHANCE` validation events.
     """
     warnings = list(extra_warnings or [])
-    found = symptoms(validation.scores, validation.y_true, num_classes, val_loss)
+    found = symptoms(validation.scores, validation.y_true, num_classes, val_loss, getattr(validation, "weights", None))
     constant = any("same for every event" in s or "not finite" in s for s in found)
     at_chance = any("chance value" in s for s in found)
     no_skill = network_auc_val is None or network_auc_val <= CHANCE_AUC

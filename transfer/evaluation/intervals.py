@@ -7,6 +7,10 @@ same interval), recomputes accuracy, ROC AUC and background rejection on each
 resample, and returns the central ``level`` interval (default 68 %, the
 physicist's one sigma) of each, as ``[low, high]``.
 
+Weighted events (``--event-weight``): the events are resampled as they are,
+each carrying its weight, and every figure of a resample is the weighted one
+(signed weights; a resample whose weights sum to zero has no accuracy).
+
 Resamples that lack a class (possible on tiny test sets) are skipped for the
 figures that need it; a figure with fewer than 20 usable resamples gets
 ``None``. Pure NumPy and scikit-learn, like :mod:`transfer.evaluation.physics`.
@@ -31,9 +35,15 @@ def _interval(values: list, level: float):
     return [float(low), float(high)]
 
 
-def _macro_auc(y, scores, n_classes: int):
+def _macro_auc(y, scores, n_classes: int, weights=None):
     from sklearn.metrics import roc_auc_score
 
+    if weights is not None:
+        from transfer.evaluation.physics import weighted_auc
+
+        aucs = [weighted_auc(y == k, scores[:, k], weights) for k in ([1] if n_classes == 2 else range(n_classes))
+                if 0 < (y == k).sum() < len(y)]
+        return float(np.mean(aucs)) if aucs else None
     if n_classes == 2:
         return float(roc_auc_score(y == 1, scores[:, 1])) if 0 < (y == 1).sum() < len(y) else None
     aucs = [roc_auc_score(y == k, scores[:, k]) for k in range(n_classes) if 0 < (y == k).sum() < len(y)]
@@ -42,13 +52,14 @@ def _macro_auc(y, scores, n_classes: int):
 
 def bootstrap_intervals(y_true, scores, class_names, signal_classes: list[int] | None = None,
                         n_resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0,
-                        efficiencies=DEFAULT_EFFICIENCIES) -> dict:
+                        efficiencies=DEFAULT_EFFICIENCIES, sample_weight=None) -> dict:
     """``{"accuracy": [lo, hi], "roc_auc": [lo, hi], "rejection": {class: {"0.5": [lo, hi], ...}}, ...}``.
 
     ``roc_auc`` is the signal's AUC for two classes and the macro average of
     one-vs-rest AUCs for more, as in ``metrics.json``. ``signal_classes`` are
     the class indices whose rejection is resampled (default: all but the first
-    for two classes, every class for more).
+    for two classes, every class for more). ``sample_weight``: the events' weights, carried by each resampled
+    event (module docstring).
     """
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(scores, dtype=np.float64)
@@ -64,19 +75,26 @@ def bootstrap_intervals(y_true, scores, class_names, signal_classes: list[int] |
     # the inputs are checked once, here; scikit-learn's per-call validation was most of the time on small sets
     if not np.isfinite(p).all():
         raise ValueError("scores hold NaN or infinite values")
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     with config_context(skip_parameter_validation=True, assume_finite=True):
         for _ in range(n_resamples):
             pick = rng.integers(0, len(y), len(y))
             ys, ps = y[pick], p[pick]
-            accuracy.append(float(correct[pick].mean()))
-            auc.append(_macro_auc(ys, ps, n_classes))
+            ws = None if w is None else w[pick]
+            if ws is None:
+                accuracy.append(float(correct[pick].mean()))
+            elif ws.sum() != 0:
+                accuracy.append(float(np.sum(ws * correct[pick]) / ws.sum()))
+            auc.append(_macro_auc(ys, ps, n_classes, ws))
             for k in signal_classes:
                 truth = (ys == k).astype(int)
                 if 0 < truth.sum() < len(truth):
-                    for eff, value in rejection_at_efficiency(truth, ps[:, k], efficiencies).items():
+                    for eff, value in rejection_at_efficiency(truth, ps[:, k], efficiencies, ws).items():
                         rejection[k][f"{eff:g}"].append(value)
     return {
-        "level": level, "n_resamples": n_resamples, "method": "bootstrap over test events",
+        "level": level, "n_resamples": n_resamples,
+        "method": "bootstrap over test events" if w is None else
+                  "bootstrap over weighted test events (events resampled, each carrying its weight)",
         "accuracy": _interval(accuracy, level),
         "roc_auc": _interval(auc, level),
         "rejection": {class_names[k]: {e: _interval(v, level) for e, v in values.items()}

@@ -21,7 +21,8 @@ EPS = 1e-7
 
 
 def rejection_at_efficiency(y_true: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray,
-                            efficiencies: Sequence[float] = DEFAULT_EFFICIENCIES) -> dict[float, float | None]:
+                            efficiencies: Sequence[float] = DEFAULT_EFFICIENCIES,
+                            sample_weight=None) -> dict[float, float | None]:
     """``{efficiency: 1 / FPR}`` at each signal efficiency, interpolated on the ROC curve.
 
     ``y_true`` is 1 for signal, 0 for background; higher ``score`` means more
@@ -33,6 +34,8 @@ def rejection_at_efficiency(y_true: Sequence[int] | np.ndarray, score: Sequence[
 
     Example: y = [1, 0, 1, 0], score = [.9, .8, .7, .6] gives
     ``{0.75: 4.0}`` for efficiency 0.75 (FPR 0.25 halfway between (0, .5) and (.5, 1)).
+
+    ``sample_weight`` (``--event-weight``, signed): efficiency and FPR are fractions of summed weights.
     """
     y = np.asarray(y_true).astype(int).ravel()
     s = np.asarray(score, dtype=np.float64).ravel()
@@ -42,7 +45,7 @@ def rejection_at_efficiency(y_true: Sequence[int] | np.ndarray, score: Sequence[
         raise ValueError(f"y_true must hold both 0 (background) and 1 (signal), got {np.unique(y).tolist()}")
     if not np.isfinite(s).all():
         raise ValueError("scores must be finite")
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False, sample_weight=sample_weight)
     tpr_unique, first = np.unique(tpr, return_index=True)  # first = lowest FPR at that TPR
     fpr_best = fpr[first]
     out: dict[float, float | None] = {}
@@ -52,6 +55,18 @@ def rejection_at_efficiency(y_true: Sequence[int] | np.ndarray, score: Sequence[
         rate = float(np.interp(eff, tpr_unique, fpr_best))
         out[float(eff)] = None if rate <= 0 else 1.0 / rate
     return out
+
+
+def weighted_auc(truth, score, sample_weight) -> float:
+    """ROC AUC of weighted events: the area under the weighted ROC curve (trapezoids).
+
+    scikit-learn's ``roc_auc_score`` with ``sample_weight`` gives the same for non-negative weights, but
+    refuses negative ones (NLO generators), whose ROC curve may step back; the area under the curve as it
+    goes is then the signed sum that an analysis of the weighted events would see.
+    """
+    fpr, tpr, _ = roc_curve(np.asarray(truth).astype(int), np.asarray(score, dtype=np.float64),
+                            sample_weight=np.asarray(sample_weight, dtype=np.float64))
+    return float(np.trapezoid(tpr, fpr))
 
 
 def likelihood_ratio_discriminant(scores: Sequence[Sequence[float]] | np.ndarray, signal_index: int,

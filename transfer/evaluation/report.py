@@ -119,6 +119,11 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
     if metrics.get("class_weight"):
         lines.append("| class weights (balanced) | " + ", ".join(
             f"{c} {w:.3g}" for c, w in metrics["class_weight"].items()) + " |")
+    if metrics.get("event_weights"):
+        ew = metrics["event_weights"]
+        lines.append(f"| event weights | --event-weight {ew['choice']} ({ew['read_from']}): every figure below uses "
+                     f"{ew['figures']}; the loss {ew['loss']}; negative weights in test: "
+                     f"{ew['negative_fraction']['test']:.1%} of the events |")
     if metrics.get("signal"):
         lines.append(f"| signal class | {metrics['signal']} |")
     lines += [
@@ -241,7 +246,7 @@ def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: 
     predictions_table(test.paths, test.scores, class_names, test.y_true).to_csv(
         folder / rf.PREDICTIONS_FILE, index=False, float_format="%.9g")
     y_pred = np.asarray(test.scores).argmax(axis=1)
-    confusion_table(test.y_true, y_pred, class_names).to_csv(folder / rf.CONFUSION_CSV, index=False,
+    confusion_table(test.y_true, y_pred, class_names, test.weights).to_csv(folder / rf.CONFUSION_CSV, index=False,
                                                             float_format="%.6g")
     plot_confusion_matrix(test.y_true, y_pred, class_names, folder / rf.CONFUSION_PNG, title)
     plot_roc(test.y_true, test.scores, class_names, folder / rf.ROC_PNG, f"{title} ROC (one vs rest)", signal,
@@ -271,8 +276,9 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
         metrics["signal"] = class_names[signal_index(class_names, signal)]
     metrics.update(evaluate_splits(splits, class_names, signal, seed))
     if baseline is not None:
-        scored = {split: SplitScores(paths=[], y_true=baseline.labels[split], scores=baseline.scores[split])
-                  for split in ("validation", "test")}
+        weights = getattr(baseline, "weights", None) or {}
+        scored = {split: SplitScores(paths=[], y_true=baseline.labels[split], scores=baseline.scores[split],
+                                     weights=weights.get(split)) for split in ("validation", "test")}
         metrics["baseline"] = {"model": "HistGradientBoostingClassifier (scikit-learn), early stopping on the "
                                         "validation split", "inputs": baseline.description,
                                "n_features": baseline.n_features, "n_train": baseline.n_train,
@@ -287,7 +293,8 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
         network_acc_val=metrics["validation"]["accuracy"], baseline_acc_val=base.get("accuracy"),
         extra_warnings=health_inputs.get("input_warnings"), history=history, best=info.get("best"))
     write_evaluation(folder, class_names, SplitScores(splits["test"].paths, splits["test"].y_true,
-                                                      _finite_scores(splits["test"].scores)), signal,
+                                                      _finite_scores(splits["test"].scores), splits["test"].weights),
+                     signal,
                      baseline=None if baseline is None else
                      SplitScores([], baseline.labels["test"], baseline.scores["test"]))
     history.to_csv(folder / rf.HISTORY_FILE, index=False, float_format="%.6g")

@@ -181,6 +181,7 @@ def _lr_find(config: TrainConfig, out: Path, start_lr: float, end_lr: float, ste
 
     from transfer.optimizers import make_optimizer
     from transfer.training.features import extract_features, feature_dataset
+    from transfer.data.event_weights import loss_weights
     from transfer.training.inputs import resolve_class_weight
     from transfer.training.devices import keras_session, use_backend
     from transfer.training.runner import build_run_model
@@ -194,22 +195,25 @@ def _lr_find(config: TrainConfig, out: Path, start_lr: float, end_lr: float, ste
             keras.utils.set_random_seed(config.seed)
             parts, _ = build_run_model(plan)
             labels = view.labels("train")
-            class_weight = resolve_class_weight(config.class_weight, labels, len(view.class_names))
+            events = view.weights("train")  # --event-weight: the loss weights of training, class weights inside
+            class_weight = resolve_class_weight(config.class_weight, labels, len(view.class_names), events)
+            weights = None if events is None else loss_weights(events, labels, class_weight)
+            class_weight = class_weight if weights is None else None
             if not plan.from_scratch:
                 stage = "head"
                 features = start_head_stage(parts, lambda: extract_features(
                     lambda batches: parts.features.predict(batches, verbose=0), view.dataset("train", config.batch_size)))
                 target = parts.head
-                batches = feature_dataset(features, labels, config.batch_size, True, config.seed)
+                batches = feature_dataset(features, labels, config.batch_size, True, config.seed, sample_weight=weights)
             else:
                 stage, target = "from-scratch", parts.model
-                batches = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+                batches = view.dataset("train", config.batch_size, shuffle=True, seed=config.seed, sample_weight=weights)
             target.compile(optimizer=make_optimizer(config.optimizer, start_lr), loss=LOSS)
             rates = lr_schedule(start_lr, end_lr, steps)
             rows, average, best, diverged = [], 0.0, math.inf, False
-            for step, (x, y) in enumerate(_cycle(batches, steps)):
+            for step, (x, y, *w) in enumerate(_cycle(batches, steps)):
                 target.optimizer.learning_rate = float(rates[step])
-                loss = float(target.train_on_batch(x, y, class_weight=class_weight))
+                loss = float(target.train_on_batch(x, y, sample_weight=w[0] if w else None, class_weight=class_weight))
                 average = beta * average + (1 - beta) * loss
                 smoothed = average / (1 - beta ** (step + 1))
                 rows.append({"step": step + 1, "lr": float(rates[step]), "loss": loss, "smoothed_loss": smoothed})

@@ -84,21 +84,25 @@ def keras_callbacks():
         the batch size and the number of devices. Must come first among the callbacks.
         """
 
-        def __init__(self, score, val_data, val_labels, num_classes: int, context: dict, stage: str):
+        def __init__(self, score, val_data, val_labels, num_classes: int, context: dict, stage: str,
+                     val_weights=None):
             super().__init__()
             self.score, self.val_data, self.val_labels = score, val_data, np.asarray(val_labels)
+            #: --event-weight: |w| of the validation events, which val_loss and val_accuracy weigh them by
+            self.val_weights = val_weights
             self.num_classes, self.context, self.stage = num_classes, context, stage
-            self.chance = chance_loss(val_labels, num_classes)
+            self.chance = chance_loss(val_labels, num_classes, val_weights)
             self.at_chance = 0
             self.events: list[dict] = []
             self.left: int | None = None
 
         def on_epoch_end(self, epoch, logs=None):
             scores = np.asarray(self.score(self.val_data), dtype=np.float64)
-            loss = cross_entropy(scores, self.val_labels)
+            loss = cross_entropy(scores, self.val_labels, sample_weight=self.val_weights)
             if logs is not None:
                 logs["val_loss"] = loss
-                logs["val_accuracy"] = float(np.mean(scores.argmax(axis=1) == self.val_labels))
+                logs["val_accuracy"] = float(np.average(scores.argmax(axis=1) == self.val_labels,
+                                                        weights=self.val_weights))
             if math.isfinite(loss) and loss >= self.chance * (1 - CHANCE_TOLERANCE):
                 self.at_chance += 1
             else:

@@ -139,9 +139,10 @@ def extract_features(score, dataset) -> np.ndarray:
 
 
 def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int,
-                    shard: tuple[int, int] = (0, 1), drop_remainder: bool = False):
-    """Batches of cached (features, label), shuffled like the image pipeline (:mod:`transfer.data.batches`)."""
+                    shard: tuple[int, int] = (0, 1), drop_remainder: bool = False, sample_weight=None):
+    """Batches of cached (features, label[, loss weight]), shuffled like the image pipeline
+    (:mod:`transfer.data.batches`)."""
     from transfer.data.batches import Batches, InMemoryRows
 
     return Batches(InMemoryRows(features), labels, batch_size, shuffle=shuffle, seed=seed, shard=shard,
-                   drop_remainder=drop_remainder)
+                   drop_remainder=drop_remainder, sample_weight=sample_weight)

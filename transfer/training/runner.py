@@ -210,7 +210,8 @@ def _train_in(staging: Path | None, plan: RunPlan, distribution) -> RunResult:
     for warning in warnings:
         log.warning("%s", warning)
     normalized = not spec.pretrained
-    class_weight = resolve_class_weight(config.class_weight, view.labels("train"), len(view.class_names))
+    class_weight = resolve_class_weight(config.class_weight, view.labels("train"), len(view.class_names),
+                                        view.weights("train"))
     augment = resolve_augment(config.augment_on_the_fly, view, from_scratch)
     context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None),
                "optimizer": config.optimizer, "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone),
@@ -247,7 +248,7 @@ def _train_in(staging: Path | None, plan: RunPlan, distribution) -> RunResult:
         with distribution.outside():
             scores = final.predict(view.dataset(split, config.batch_size), verbose=0)
         splits[split] = SplitScores(paths=view.ids(split), y_true=view.labels(split),
-                                    scores=np.asarray(scores, np.float64))
+                                    scores=np.asarray(scores, np.float64), weights=view.weights(split))
     timing["evaluation_s"] = time.perf_counter() - stage_start
     timing["total_s"] = time.perf_counter() - started
     described = view.describe()
@@ -269,11 +270,16 @@ def _train_in(staging: Path | None, plan: RunPlan, distribution) -> RunResult:
         "feature_cache": config.uses_feature_cache and not from_scratch,
         "augment_on_the_fly": augment,
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
+        "event_weight": config.event_weight,
         "opened_layers": opened, "parameters": int(parts.model.count_params()), "best": stages.best,
         "split_source": described.pop("split_source"),
         "events_per_class": view.counts(), **described, **plan.info, "timing": timing,
         "hepvision_version": __version__,
     }
+    if view.weights("train") is not None:
+        from transfer.data.event_weights import describe
+
+        info["event_weights"] = describe(view, config.event_weight)
     health_inputs = {"monitor_events": stages.monitor_events, "input_warnings": warnings}
     metrics = _write_run(staging, plan, _Trained(final, splits, history, info, baseline, health_inputs))
     log.info("run written to %s (test accuracy %.3f)", plan.out, metrics["test"]["accuracy"])

@@ -21,6 +21,7 @@ import numpy as np
 
 from transfer.config import TrainConfig
 from transfer.data import DataView
+from transfer.data.event_weights import loss_weights
 from transfer.errors import OptionError
 from transfer.models.backbones import BackboneSpec
 from transfer.optimizers import LR_SCHEDULES, resolve_lr_schedule
@@ -88,6 +89,12 @@ class Stages:
         self.config, self.spec, self.parts, self.distribution = config, spec, parts, distribution
         self.view, self.timing, self.class_weight = view, timing, class_weight
         self.n_train = len(view.labels("train"))
+        # --event-weight: per-event loss weights |w| x class weight (mean 1), which replace Keras' class_weight;
+        # the validation loss the stages monitor weighs its events by |w| (transfer.data.event_weights)
+        events, val_events = view.weights("train"), view.weights("validation")
+        self.train_weights = None if events is None else loss_weights(events, view.labels("train"), class_weight)
+        self.fit_class_weight = class_weight if self.train_weights is None else None
+        self.val_weights = None if val_events is None else np.abs(val_events)
         self.train_images = self._train_batches(view, augment)
         self.val_images = view.dataset("validation", config.batch_size)
         self.KeepBest, self.EpochRecorder, self.Validation = keras_callbacks()
@@ -109,7 +116,8 @@ class Stages:
         # the validation loss jumped at random epochs (0.28 -> 3.7 at the last one, accuracy 0.90 -> 0.51)
         small_last = drops_small_last_batch(self.n_train, batch)
         batches = view.dataset("train", batch, shuffle=True, seed=self.config.seed, augment=augment,
-                               shard=dist.shard, drop_remainder=dist.drop_remainder or small_last)
+                               shard=dist.shard, drop_remainder=dist.drop_remainder or small_last,
+                               sample_weight=self.train_weights)
         if not len(batches):
             raise OptionError(f"--batch-size {self.config.batch_size}: larger than the {self.n_train} training "
                               f"events, and data-parallel training ({dist.describe()}) uses whole batches only")
@@ -133,7 +141,7 @@ class Stages:
         self.schedules[stage] = name
         schedule = LR_SCHEDULES[name]
         validation = self.Validation(Scorer(target, self.distribution), val_data, self.val_labels,
-                                     self.context["num_classes"], self.context, stage)
+                                     self.context["num_classes"], self.context, stage, self.val_weights)
         callbacks = [validation, *stage_callbacks(self.config, keeper, recorder, schedule),
                      keras.callbacks.TerminateOnNaN()]
         self.distribution.synchronise_batch_norm(target)
@@ -142,7 +150,7 @@ class Stages:
             target.compile(optimizer=make_optimizer(self.config.optimizer, rate), loss=LOSS,
                            metrics=["accuracy"], jit_compile=jit_compile(self.config.xla))
         target.fit(train_data, epochs=epochs, verbose=self.config.verbose, shuffle=False, callbacks=callbacks,
-                   class_weight=self.class_weight)
+                   class_weight=self.fit_class_weight)
         self.monitor_events += validation.events
         self.rows += recorder.rows
         self.keeper = keeper
@@ -203,7 +211,8 @@ class Stages:
             self.timing["feature_extraction_s"] = time.perf_counter() - started
             target = parts.head
             train_data = feature_dataset(train_features, y_train, config.batch_size, True, config.seed,
-                                         shard=dist.shard, drop_remainder=dist.drop_remainder)
+                                         shard=dist.shard, drop_remainder=dist.drop_remainder,
+                                         sample_weight=self.train_weights)
             val_data = feature_dataset(val_features, y_val, config.batch_size, False, config.seed)
         else:
             target, train_data, val_data = parts.model, self.train_images, self.val_images

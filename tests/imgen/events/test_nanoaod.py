@@ -67,7 +67,9 @@ def leftovers(root: Path) -> list[str]:
 
 
 def without_source(rows):
-    return [{k: v for k, v in r.items() if k != "source"} for r in rows]
+    """Rows less what differs by route: the source file, and the weight (JSON: the sample's xsec; these
+    NanoAOD files: no genWeight)."""
+    return [{k: v for k, v in r.items() if k not in ("source", "weight", "weight_source")} for r in rows]
 
 
 def test_toy_events_render_byte_identical_from_json_and_root(toy, tmp_path):
@@ -95,6 +97,30 @@ def test_real_sample_renders_byte_identical_from_json_and_root(short_root, tmp_p
     assert [(r["event"], r["run"], r["lumi"]) for r in rows][0] == ("10924", "1", "34")
     # no MET_phi branch, as the JSON has no met_phi: MET is not drawn, and both say so
     assert from_json.missing_met_phi == from_root.missing_met_phi == 4
+
+
+def test_gen_weight_round_trip_into_the_manifest(tmp_path):
+    """genWeight (signed, as NLO generators write it) lands in the manifest's weight column; JSON gives its xsec;
+    a file without the branch leaves the column empty."""
+    import dataclasses
+
+    events = list(events_of_json(generate_events("TTjets", 12, seed=5)))
+    gen = [1.5, -0.75] * 6
+    (tmp_path / "in").mkdir()
+    (tmp_path / "plain").mkdir()
+    weighted = [dataclasses.replace(e, weight=w, weight_source="genWeight") for e, w in zip(events, gen)]
+    write_nanoaod(tmp_path / "in" / "TTjets.root", weighted)
+    write_nanoaod(tmp_path / "plain" / "TTjets.root", events)
+    render_files([tmp_path / "in"], tmp_path / "w", size=SIZE, workers=1, **AS_JSON)
+    rows = read_manifest(tmp_path / "w")
+    assert rows and {r["weight_source"] for r in rows} == {"genWeight"}
+    by_event = {e.event_id: w for e, w in zip(events, gen)}
+    assert [float(r["weight"]) for r in rows] == [by_event[r["event"]] for r in rows]
+    assert any(float(r["weight"]) < 0 for r in rows)
+    render_files([tmp_path / "plain"], tmp_path / "p", size=SIZE, workers=1, **AS_JSON)
+    assert {(r["weight"], r["weight_source"]) for r in read_manifest(tmp_path / "p")} == {("", "")}
+    render_files([CMS_SHORT_JSON], tmp_path / "j", size=SIZE, workers=1)
+    assert {(r["weight"], r["weight_source"]) for r in read_manifest(tmp_path / "j")} == {("784265.1875", "xsec")}
 
 
 def test_paper_selection_hdf5_and_shards_match_json(toy, tmp_path):
@@ -126,8 +152,12 @@ def test_chunks_are_stitched_in_order(toy, monkeypatch):
         chunked = list(stream)
         assert stream.position() == item.size()
     assert chunked == whole and [e for e, _ in whole] == [str(i) for i in range(1, 25)]
+    import dataclasses
+
     json_events = list(read_events(toy / "json" / "TTjets.json", strict=True))
-    assert [event for _, event in whole] == json_events
+    assert {e.weight_source for e in json_events} == {"xsec"}  # the JSON's cross section; no genWeight in ROOT
+    assert [event for _, event in whole] == [dataclasses.replace(e, weight=None, weight_source=None)
+                                             for e in json_events]
 
 
 def test_url_is_passed_to_uproot(short_root, tmp_path):
@@ -241,7 +271,8 @@ def test_cli_reads_root_and_reports_branches(toy, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "NanoAOD tree Events: b-tag Jet_btagCSVV2 > 0.679; branches run, luminosityBlock, event" in printed
     with open(out / "manifest.csv", newline="") as handle:
-        assert next(csv.reader(handle)) == ["path", "class", "event", "source", "split", "run", "lumi"]
+        assert next(csv.reader(handle)) == ["path", "class", "event", "source", "split", "run", "lumi", "weight",
+                                            "weight_source"]
     assert main([str(toy / "root"), "--out", str(tmp_path / "x"), "--workers", "1", "--tree", "Evts"]) == 2
     assert capsys.readouterr().err.startswith(f"error: {(toy / 'root' / 'TTjets.root').as_posix()}: no tree 'Evts'")
 
