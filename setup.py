@@ -36,6 +36,8 @@ setup(
         "scikit-learn>=1.4",  # HistGradientBoosting early stopping on a given validation split (X_val)
         "h5py>=3.8",
         "matplotlib>=3.6",
+        # the field's plot styles (--plot-style cms|atlas|lhcb: style sheets, experiment labels, histplot)
+        "mplhep>=1.3",
         "tqdm>=4.64",
         # streaming JSON parser: multi-GB CMS files must not be loaded whole
         "ijson>=3.2",

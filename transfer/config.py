@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from imgen.split import DEFAULT_SEED
 from transfer.errors import OptionError
+from transfer.evaluation.plot_style import DEFAULT_ENERGY_TEV, PLOT_STYLE_NAMES, check_energy
 from transfer.files import write_text_atomic
 from transfer.optimizers import LR_SCHEDULE_CHOICES
 from transfer.training.devices import BACKENDS, backend_of, check_distribution
@@ -256,6 +257,16 @@ class TrainConfig:
         help="trees: also fit gradient-boosted trees on the same train/validation/test events (physics objects "
              "of imgen's source events, pooled cells of arrays, else downsampled pixels) and report them "
              "beside the network; none: skip ({default})")
+    plot_style: str = option(
+        "plain", group="output", choices=PLOT_STYLE_NAMES,
+        help="look of every figure the run writes (ROC, rejection, confusion matrix, discriminant, training "
+             "curves, scans, grid summary, explain maps): plain (matplotlib's) or the cms, atlas or lhcb style "
+             "of mplhep with that experiment's label, marked Simulation, and --plot-energy; recorded in "
+             "config.yaml ({default})")
+    plot_energy: float = option(
+        DEFAULT_ENERGY_TEV, group="output", metavar="TEV",
+        help="centre-of-mass energy in TeV written in the experiment label of --plot-style cms|atlas|lhcb "
+             "(imgen's bundled toy events are 7 TeV-like) ({default})")
     strict: bool = option(
         False, group="data",
         help="refuse data whose validation or test split lacks a class (by default a warning: that class's "
@@ -292,6 +303,8 @@ class TrainConfig:
         _check_choice("scale", self.scale, SCALES)
         _check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
         _check_choice("baseline", self.baseline, BASELINES)
+        _check_choice("plot_style", self.plot_style, PLOT_STYLE_NAMES)
+        self.plot_energy = check_energy(self.plot_energy)
         if self.folds == 1 or self.folds < 0:
             raise OptionError(f"folds {self.folds}: cross-validation needs at least 2 folds (0 turns it off)")
         if self.folds and self.train_fraction:

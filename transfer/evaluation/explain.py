@@ -483,7 +483,7 @@ def explain_run(run: str | os.PathLike, data: list | None = None, x_key: str | N
         RunFolderError: missing or damaged run files.
         TransferError: a collapsed run, data that do not fit the run, an unknown method.
     """
-    from transfer.evaluation.explain_plots import draw_class_maps, draw_events, draw_sanity
+    from transfer.evaluation.plot_style import plot_style
     from transfer.evaluation.report import replace_section
     from transfer.files import write_text_atomic
 
@@ -508,6 +508,17 @@ def explain_run(run: str | os.PathLike, data: list | None = None, x_key: str | N
     import json
 
     write_text_atomic(files[1], json.dumps(_summary(explanation, chosen, methods), indent=2) + "\n")
+    options = rf.read_config(model_path, missing_ok=True)   # the run's --plot-style (plain before it existed)
+    with plot_style(options.get("plot_style"), options.get("plot_energy")):
+        _draw(folder, files, explanation, chosen)
+    replace_section(model_path.with_name(rf.REPORT_FILE), "explain", report_lines(explanation, chosen))
+    return ExplainResult(folder, explanation, chosen, files)
+
+
+def _draw(folder: Path, files: list, explanation, chosen) -> None:
+    """The figures of :func:`explain_run` into ``folder`` (appended to ``files``); stale ones removed."""
+    from transfer.evaluation.explain_plots import draw_class_maps, draw_events, draw_sanity
+
     draw_sanity(files[2], explanation, chosen.geometry)
     for name in METHODS:
         png = folder / rf.explain_class_maps_png(name)
@@ -521,5 +532,3 @@ def explain_run(run: str | os.PathLike, data: list | None = None, x_key: str | N
                                                                                          explanation.event_ids[which]]))
         elif (folder / png).exists():
             (folder / png).unlink()
-    replace_section(model_path.with_name(rf.REPORT_FILE), "explain", report_lines(explanation, chosen))
-    return ExplainResult(folder, explanation, chosen, files)

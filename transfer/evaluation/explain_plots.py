@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from transfer.evaluation.attribution import METHODS
+from transfer.evaluation.plot_style import new_styled_figure, save_figure
+from transfer.evaluation.plots import short_name
 
 KIND_TITLES = {"input": "mean input", "right": "right", "wrong": "wrong"}
 
@@ -125,12 +127,8 @@ def _show(ax, image, geometry, cmap=None, norm=None, xlabel=True, ylabel=True, b
 
 
 def _grid(n_rows: int, n_cols: int, shape):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     width, height = _panel_size(shape)
-    figure = Figure(figsize=(width * n_cols + 0.9, height * n_rows + 0.4), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_styled_figure(width * n_cols + 0.9, height * n_rows + 0.4)
     return figure, figure.subplots(n_rows, n_cols, squeeze=False)
 
 
@@ -180,7 +178,7 @@ def draw_class_maps(path, method: str, explanation, geometry) -> Path:
             row_axes = [axes[c][j]] if single else list(axes[3 * c + j])
             panels = _panels(values, geometry, kind)
             images = [p for _, p in panels]
-            prefix = f"{name}: {KIND_TITLES[kind]} ({count})"
+            prefix = f"{short_name(name)}: {KIND_TITLES[kind]} ({count})"
             if kind == "input":
                 style, titles = _input_style(images), [f"{prefix}{' · ' + t if t else ''}" for t, _ in panels]
             else:  # one colour scale for right and wrong of a class, so that they compare
@@ -195,7 +193,7 @@ def draw_class_maps(path, method: str, explanation, geometry) -> Path:
                 _no_events(row_axes)
     figure.suptitle(f"{spec.title}: where the log-odds D = ln[p(c) / Σ p(other)]\nof the true class c come from",
                     fontsize=9)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     return Path(path)
 
 
@@ -223,7 +221,8 @@ def draw_events(path, which: str, explanation, geometry, ids: list) -> Path:
         cell = lambda event, b: list(axes[event * len(blocks) + b])  # noqa: E731
     box = zoom_box([*inputs, *(v for m in methods for v in explanation.event_maps[which][m])], geometry)
     for e in range(n):
-        true, chosen = names[explanation.event_labels[which][e]], names[explanation.event_classes[which][e]]
+        true, chosen = (short_name(names[explanation.event_labels[which][e]]),
+                        short_name(names[explanation.event_classes[which][e]]))
         score = explanation.event_scores[which][e][explanation.event_classes[which][e]]
         head = f"{_short(ids[e])}: true {true}, chosen {chosen} (p = {score:.3f})"
         last = e == n - 1
@@ -243,7 +242,7 @@ def draw_events(path, which: str, explanation, geometry, ids: list) -> Path:
             _draw_row(figure, cell(e, b), panels, geometry, style, titles, last_row, label, box)
     figure.suptitle(f"The {n} most confidently {which} events\n(highest p of the "
                     f"{'true' if which == 'right' else 'wrongly chosen'} class)", fontsize=9)
-    figure.savefig(path, dpi=100)
+    save_figure(figure, path, dpi=100)
     return Path(path)
 
 
@@ -273,5 +272,5 @@ def draw_sanity(path, explanation, geometry) -> Path:
             axes[row][1].title.set_color("crimson")
     figure.suptitle(f"Sanity check (Adebayo et al. 2018): a method must give different maps\nfor random "
                     f"weights (correlation below {check.limit:.2f})", fontsize=9)
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     return Path(path)

@@ -1,5 +1,10 @@
 """The figures of a run folder: confusion matrix, ROC curves with rejection, the discriminant and the training
-curves (matplotlib's Agg canvas: no display needed, safe in worker processes)."""
+curves (matplotlib's Agg canvas: no display needed, safe in worker processes).
+
+Each is made and saved through :mod:`transfer.evaluation.plot_style`, so it takes the look of the
+``--plot-style`` active around the call (``with plot_style("cms"): plot_roc(...)``; plain by default).
+Class names are cut to :data:`NAME_CHARS` on axes and in legends (the full names stay in metrics.json
+and report.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +13,7 @@ import numpy as np
 
 from transfer.evaluation.metrics import SplitScores, signal_classes, signal_index
 from transfer.evaluation.physics import likelihood_ratio_discriminant
+from transfer.evaluation.plot_style import new_styled_figure, save_figure
 
 
 #: Characters of a class name shown in legends and on axes (a longer one is cut, with an ellipsis).
@@ -31,21 +37,26 @@ def unmeasured_rejection(fpr, tpr, n_background: int) -> int | None:
 
 
 def new_figure(ncols: int = 1, width: float = 6.0, height: float = 5.0):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * ncols, height), layout="constrained")
-    FigureCanvasAgg(figure)
+    """``ncols`` panels side by side, each ``width`` x ``height`` inches in the active plot style."""
+    figure = new_styled_figure(width * ncols, height)
     return figure, figure.subplots(1, ncols, squeeze=False)[0]
+
+
+def confusion_panel_size(n_classes: int) -> tuple[float, float]:
+    """Width and height (in) of one confusion-matrix panel: room for the cells' numbers and the class names
+    on both axes, growing with the number of classes."""
+    return max(5.5, 2.6 + 0.55 * n_classes), max(4.8, 2.4 + 0.5 * n_classes)
 
 
 def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confusion matrix") -> Path:
     """Counts and fractions of the true class side by side, class names on both axes."""
+    from matplotlib import rcParams
     from sklearn.metrics import confusion_matrix
 
     counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
     fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, axes = new_figure(2, 5.5, 4.8)
+    figure, axes = new_figure(2, *confusion_panel_size(len(class_names)))
+    cell_font = None if len(class_names) <= 8 else rcParams["font.size"] * 8 / len(class_names)  # smaller cells
     for ax, matrix, label, fmt in ((axes[0], counts, "events", "{:d}"),
                                    (axes[1], fractions, "fraction of true class", "{:.2f}")):
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(matrix.max(), 1e-9))
@@ -60,8 +71,8 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path, title: str = "Confu
             for j in ticks:
                 value = matrix[i, j]
                 ax.text(j, i, fmt.format(int(value) if fmt == "{:d}" else value), ha="center", va="center",
-                        color="white" if value > matrix.max() / 2 else "black")
-    figure.savefig(path, dpi=120)
+                        fontsize=cell_font, color="white" if value > matrix.max() / 2 else "black")
+    save_figure(figure, path, dpi=120)
     return Path(path)
 
 
@@ -128,13 +139,16 @@ def plot_roc(y_true, scores, class_names, path, title: str = "ROC curves (one cl
                ylabel="background rejection 1 / FPR", title="Background rejection vs signal efficiency",
                xlim=(0, 1))
         ax.grid(alpha=0.3, which="both")
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     return Path(path)
 
 
 def plot_discriminant(y_true, scores, class_names, path, signal: str | None = None,
                       title: str = "Likelihood-ratio discriminant") -> Path:
-    """Histograms of ln(p_s / sum p_b) per true class, one panel per signal class (see :func:`signal_classes`)."""
+    """Histograms of ln(p_s / sum p_b) per true class, one panel per signal class (see :func:`signal_classes`),
+    drawn with ``mplhep.histplot`` (binned first, as HEP histograms are)."""
+    import mplhep
+
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
     signals = signal_classes(class_names, signal)
     figure, axes = new_figure(len(signals), 5.5, 4.5)
@@ -144,14 +158,16 @@ def plot_discriminant(y_true, scores, class_names, path, signal: str | None = No
         for j, name in enumerate(class_names):
             chosen = values[y_true == j]
             if len(chosen):
-                ax.hist(chosen, bins=bins, histtype="step", lw=1.5, density=True,
-                        label=f"true {short_name(name)} ({len(chosen)})")
-        background = " + ".join(f"p({short_name(c, 12)})" for j, c in enumerate(class_names) if j != k)
+                counts, edges = np.histogram(chosen, bins=bins)
+                mplhep.histplot(counts, edges, ax=ax, histtype="step", lw=1.5, density=True, flow="none",
+                                label=f"true {short_name(name)} ({len(chosen)})")
+        others = [f"p({short_name(c, 12)})" for j, c in enumerate(class_names) if j != k]
+        background = " + ".join(others) if len(others) <= 2 else "\u03a3 p(other classes)"
         ax.set(xlabel=f"ln[p({short_name(class_names[k], 12)}) / ({background})]", ylabel="events (normalised)",
                title=f"{title}: signal {short_name(class_names[k])}")
         ax.grid(alpha=0.3)
         ax.legend()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     return Path(path)
 
 
@@ -174,5 +190,5 @@ def plot_training_curves(history, path, title: str = "Training curves") -> Path:
         ax.set(xlabel="epoch (both stages)", ylabel=label, title=f"{title}: {metric}")
         ax.grid(alpha=0.3)
         ax.legend()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     return Path(path)

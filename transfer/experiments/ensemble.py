@@ -26,9 +26,11 @@ import numpy as np
 
 from transfer.errors import RunFolderError, TransferError
 from transfer.evaluation.metrics import SCORE_PREFIX, SplitScores, classification_metrics, signal_index
+from transfer.evaluation.plot_style import plot_style as styled
 from transfer.evaluation.report import ensemble_markdown, write_evaluation
 from transfer.files import staged_folder
-from transfer.run_folder import PREDICTIONS_FILE, REPORT_FILE, recorded_class_names, write_metrics
+from transfer.run_folder import (CONFIG_FILE, PREDICTIONS_FILE, REPORT_FILE, read_config, recorded_class_names,
+                                 write_metrics)
 
 
 @dataclass
@@ -118,8 +120,9 @@ def average_predictions(runs: list) -> tuple[list[str], "object", list]:
 
 
 def ensemble_runs(runs: list, out: str | os.PathLike, signal: str | None = None,
-                  overwrite: bool = False) -> EnsembleResult:
-    """Average the test scores of ``runs`` and write the ensemble's report into ``out``."""
+                  overwrite: bool = False, plot_style: str | None = None) -> EnsembleResult:
+    """Average the test scores of ``runs`` and write the ensemble's report into ``out``; its figures in
+    ``plot_style`` (default: the first run's ``--plot-style`` and ``--plot-energy``)."""
     class_names, averaged, members = average_predictions([Path(r) for r in runs])
     if signal is not None and signal not in class_names:
         raise TransferError(f"--signal {signal}: not one of the classes {', '.join(class_names)}")
@@ -138,7 +141,9 @@ def ensemble_runs(runs: list, out: str | os.PathLike, signal: str | None = None,
                                                                                       minlength=len(class_names)))))}}
     if len(class_names) == 2:
         metrics["signal"] = class_names[signal_index(class_names, signal)]
-    with staged_folder(out, overwrite) as staging:
+    first = read_config(Path(runs[0]) / CONFIG_FILE, missing_ok=True)
+    with staged_folder(out, overwrite) as staging, styled(plot_style or first.get("plot_style"),
+                                                          first.get("plot_energy")):
         write_evaluation(staging, class_names, SplitScores(list(averaged["path"]), y_true, scores), signal,
                          "Ensemble, test split")
         write_metrics(staging, metrics)

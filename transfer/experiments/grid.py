@@ -77,7 +77,7 @@ FEATURE_CACHE = ".feature-cache"
 #: The regime name of a run trained from scratch (one stage: the fine-tuning regime does not apply).
 SCRATCH = "scratch"
 #: Options that do not change a cell's result: a resumed grid may give them other values.
-UNCHECKED_OPTIONS = ("verbose", "overwrite", "out")
+UNCHECKED_OPTIONS = ("verbose", "overwrite", "out", "plot_style", "plot_energy")
 #: A folder holding one of these is a complete run (run folders are renamed into place when complete).
 COMPLETE_MARKERS = (METRICS_FILE, FOLDS_SUMMARY_JSON)
 

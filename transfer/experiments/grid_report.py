@@ -232,8 +232,8 @@ def colour_scale(baseline, values: list[float], chance: float):
 def plot_grid(plan, table, path) -> Path:
     """The heat map (see the module docstring)."""
     from matplotlib import colors, patches
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+
+    from transfer.evaluation.plot_style import new_styled_figure, save_figure
 
     metric = heat_metric(table)
     backbones, optimizers = list(plan.axes["backbones"]), list(plan.axes["optimizers"])
@@ -248,8 +248,7 @@ def plot_grid(plan, table, path) -> Path:
     best = best_cell(table)
 
     width = 1.45 * len(optimizers) + 0.9
-    figure = Figure(figsize=(max(6.5, width * len(panels) + 2.2), 1.05 * len(backbones) + 2.4), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_styled_figure(max(6.5, width * len(panels) + 2.2), 1.05 * len(backbones) + 2.4)
     axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     image = None
     for ax, panel in zip(axes, panels):
@@ -299,7 +298,7 @@ def plot_grid(plan, table, path) -> Path:
     per_line = max(60, int(figure.get_figwidth() * 15))
     figure.supxlabel("\n".join(textwrap.wrap("   |   ".join(legend), per_line)), fontsize=8, color="#555555")
     with _atomic_png(path) as tmp:
-        figure.savefig(tmp, dpi=130, format="png")
+        save_figure(figure, tmp, dpi=130, format="png")
     return Path(path)
 
 
@@ -404,7 +403,11 @@ def write_grid_summary(plan, failures: dict[str, str], plot: bool = True):
     write_text_atomic(plan.out / SUMMARY_CSV, table.to_csv(index=False))
     write_text_atomic(plan.out / SUMMARY_MD, grid_markdown(plan, table))
     if plot and (table["status"] == "done").any():
-        plot_grid(plan, table, plan.out / SUMMARY_PNG)
+        from transfer.evaluation.plot_style import plot_style
+
+        style = plan.runs[0].config   # every cell has the same plot options
+        with plot_style(style.plot_style, style.plot_energy):
+            plot_grid(plan, table, plan.out / SUMMARY_PNG)
     return table
 
 

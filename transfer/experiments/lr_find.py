@@ -40,6 +40,7 @@ import numpy as np
 from transfer.config import TrainConfig
 from transfer.data import open_data
 from transfer.errors import OptionError, TransferError
+from transfer.evaluation.plot_style import plot_style
 from transfer.files import output_lock, staged_folder
 from transfer.models.backbones import get_backbone
 from transfer.run_folder import run_facts, write_config, write_json
@@ -120,6 +121,7 @@ def suggest_learning_rates(lrs, smoothed) -> dict[str, float]:
 
 def plot_lr_find(table, suggestions: dict, path, title: str = "Learning-rate range test") -> Path:
     """Loss and smoothed loss against the learning rate (log x), suggestions as vertical lines."""
+    from transfer.evaluation.plot_style import save_figure
     from transfer.evaluation.plots import new_figure
 
     figure, axes = new_figure(1, 6.5, 4.5)
@@ -142,7 +144,7 @@ def plot_lr_find(table, suggestions: dict, path, title: str = "Learning-rate ran
     ax.set(xlabel="learning rate", ylabel="training loss", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     return Path(path)
 
 
@@ -226,7 +228,8 @@ def _lr_find(config: TrainConfig, out: Path, start_lr: float, end_lr: float, ste
     name = plan.spec.name
     with staged_folder(out, config.overwrite) as staging:
         table.to_csv(staging / LR_FIND_CSV, index=False, float_format="%.6g")
-        plot_lr_find(table, suggestions, staging / LR_FIND_PNG, f"Learning-rate range test: {name} ({stage})")
+        with plot_style(config.plot_style, config.plot_energy):
+            plot_lr_find(table, suggestions, staging / LR_FIND_PNG, f"Learning-rate range test: {name} ({stage})")
         write_json(staging, LR_FIND_JSON, {
             **suggestions, "stage": stage, "diverged": diverged, "steps_run": len(table), "start_lr": start_lr,
             "end_lr": end_lr, "steps": steps, "divergence": divergence, "smoothing": beta,

@@ -32,6 +32,7 @@ from transfer.config import TrainConfig
 from transfer.data import DataSource, open_data
 from transfer.data.folds import train_fraction_subset
 from transfer.errors import DataError, OptionError
+from transfer.evaluation.plot_style import plot_style
 from transfer.training.plan import ExperimentPlan, Part, output_folder, plan_experiment
 
 SCAN_CSV = "train_fraction_scan.csv"
@@ -90,6 +91,7 @@ def scan_table(runs: list, fractions) -> "object":
 
 def plot_scan(table, path, title: str = "Training-set-size scan") -> Path:
     """Validation AUC and accuracy (test dotted) against the number of training events."""
+    from transfer.evaluation.plot_style import save_figure
     from transfer.evaluation.plots import new_figure
 
     figure, axes = new_figure(1, 6.5, 4.5)
@@ -108,7 +110,7 @@ def plot_scan(table, path, title: str = "Training-set-size scan") -> Path:
     ax.set(xlabel="training events", ylabel="metric", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
     return Path(path)
 
 
@@ -134,7 +136,8 @@ def write_scan_summary(staging: Path, plan: ExperimentPlan, runs: list):
     """train_fraction_scan.csv and .png of the scan's runs; returns the table."""
     table = scan_table(runs, [run.info["train_fraction"] for run in plan.runs])
     table.to_csv(staging / SCAN_CSV, index=False, float_format="%.6g")
-    plot_scan(table, staging / SCAN_PNG, f"Training-set-size scan: {plan.runs[0].spec.name}")
+    with plot_style(plan.record.plot_style, plan.record.plot_energy):
+        plot_scan(table, staging / SCAN_PNG, f"Training-set-size scan: {plan.runs[0].spec.name}")
     return table
 
 

@@ -33,6 +33,7 @@ from transfer.data import open_data
 from transfer.errors import OptionError
 from transfer.evaluation.health import input_warnings
 from transfer.evaluation.metrics import SplitScores
+from transfer.evaluation.plot_style import plot_style
 from transfer.evaluation.report import write_run_report
 from transfer.files import staged_folder
 from transfer.training.devices import hardware, keras_session, open_distribution, start_backend, writes_results
@@ -317,5 +318,6 @@ def _write_run(staging: Path, plan: RunPlan, trained: _Trained) -> dict:
     for name, text in view.run_files().items():
         (staging / name).write_text(text, encoding="utf-8")
     run_folder.write_config(staging, plan.record, run_folder.run_facts(plan.weights, **plan.facts))
-    return write_run_report(staging, view.class_names, trained.splits, trained.history, trained.info,
-                            plan.config.signal, trained.baseline, trained.health_inputs, seed=plan.config.seed)
+    with plot_style(plan.config.plot_style, plan.config.plot_energy):
+        return write_run_report(staging, view.class_names, trained.splits, trained.history, trained.info,
+                                plan.config.signal, trained.baseline, trained.health_inputs, seed=plan.config.seed)

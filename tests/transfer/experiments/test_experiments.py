@@ -108,7 +108,8 @@ def test_folds_refuse_augmented_folders_and_too_few_events(work, tmp_path):
 def test_train_fraction_scan(work, arrays):
     out = work / "scan"
     assert main(["--data", *arrays, "--x-key", "X", "--backbone", "mlp", "--scale", "log",
-                 "--train-fraction", "1.0,0.25", *FAST, "--out", str(out)]) == 0
+                 "--train-fraction", "1.0,0.25", *FAST, "--plot-style", "cms", "--plot-energy", "7", "--out",
+                 str(out)]) == 0
     table = pd.read_csv(out / "train_fraction_scan.csv")
     assert table["fraction"].tolist() == [0.25, 1.0]
     runs = [out / name for name in table["run"]]
@@ -120,6 +121,16 @@ def test_train_fraction_scan(work, arrays):
     for run, n in zip(runs, table["n_train"]):
         assert sum(json.loads((run / "metrics.json").read_text())["events_per_class"]["train"].values()) == n
         assert "training subset" in json.loads((run / "metrics.json").read_text())["split_source"]
+    # --plot-style reaches every figure (named in each PNG's metadata) and every config.yaml (issue 25)
+    from PIL import Image
+
+    for folder in (out, *runs):
+        assert "plot_style: cms" in (folder / "config.yaml").read_text() and \
+            "plot_energy: 7.0" in (folder / "config.yaml").read_text()
+    for png in [out / "train_fraction_scan.png", *(run / name for run in runs for name in
+                ("roc.png", "confusion_matrix.png", "discriminant.png", "training_curves.png"))]:
+        with Image.open(png) as picture:
+            assert picture.text.get("Description") == "hepvision figure, plot style cms", png
 
 
 # --- learning-rate range test ---------------------------------------------------------------------
