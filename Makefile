@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(TF)
 
 venv: $(STAMP)
 
-$(STAMP): setup.py imgen/VERSION
+$(STAMP): setup.py pyproject.toml imgen/VERSION
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# the export extra too (onnx, onnxruntime, tf2onnx, hls4ml), so that `make test` and CI run the

@@ -5,6 +5,11 @@ The Keras backend is chosen through an extra on purpose (see README, "Installing
 CUDA build, ``.[jax]`` / ``.[jax-gpu]`` JAX (``--backend jax``), and on Colab the
 preinstalled TensorFlow is used as it is. ``imgen`` and ``augment`` import
 neither, so a rendering node needs none.
+
+The metadata lives here and only here (pyproject.toml names the build backend and nothing else); the version
+lives in ``imgen/VERSION``, read below and by ``imgen._version`` at run time, so it is spelled once. The wheel
+must carry every file the packages read at run time: ``package_data`` lists them (today only that VERSION
+file), and ``tests/test_packaging.py`` fails when a file of the packages is missing from the wheel.
 """
 from pathlib import Path
 
@@ -62,6 +67,8 @@ setup(
         # hls4ml firmware for FPGAs (its C++ emulation is built with the system g++)
         "export": ["onnx>=1.16", "onnxruntime>=1.17", "tf2onnx>=1.16", "hls4ml>=1.1"],
         "dev": [
+            # python -m build makes the wheel and sdist; tests/test_packaging.py builds and installs them
+            "build>=1.0",
             "pytest>=7.4",
             "pytest-xdist>=3.3",
             "nbclient>=0.9",

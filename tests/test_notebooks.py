@@ -33,6 +33,9 @@ def test_committed_notebook_is_stripped_and_opens_like_a_colab_notebook(path: Pa
     setup = next(cell for cell in notebook.cells if cell.cell_type == "code")
     assert "google.colab" in setup.source and "HEPVISION_SMALL" in setup.source
     assert "GPU" in setup.source
+    # installs from the source the user sets (a wheel, git URL or PyPI name), never from a guessed address
+    assert setup.source.startswith("# Where to install hepvision from") and '\nHEPVISION_SOURCE = ""\n' in setup.source
+    assert "git+https://" not in setup.source.replace("git+https://github.com/OWNER/hepvision", "")
 
 
 def run_notebook(name: str, tmp_path: Path, monkeypatch) -> None:
