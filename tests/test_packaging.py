@@ -121,10 +121,13 @@ def test_sdist_and_wheel_hold_everything_and_carry_the_one_version(built):
 def test_wheel_installed_outside_the_repository_renders_and_trains(built, tmp_path):
     pytest.importorskip("keras")
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path)
+    env = _fresh_env(tmp_path)
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path, env=env)
     python = venv / "bin" / "python"
+    # the fresh environment here too: with the checkout on PYTHONPATH (tests/conftest.py), pip finds the editable
+    # install's hepvision.egg-info there, says "already satisfied" and installs nothing
     _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--no-cache-dir",
-          "--disable-pip-version-check", "--quiet", built["wheel"]], cwd=tmp_path)
+          "--disable-pip-version-check", "--quiet", built["wheel"]], cwd=tmp_path, env=env)
     purelib = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                         cwd=tmp_path).stdout.strip())
     deps = _dependency_dirs()
@@ -133,7 +136,6 @@ def test_wheel_installed_outside_the_repository_renders_and_trains(built, tmp_pa
 
     work = tmp_path / "work"  # the current folder of every command: empty, nothing of the checkout in it
     work.mkdir()
-    env = _fresh_env(tmp_path)
 
     def fresh(*args, timeout=300):
         return _run([python, *args], cwd=work, env=env, timeout=timeout)
