@@ -485,7 +485,7 @@ class _Run:
             if self.spool:
                 self.spool.add(path, class_name, event_id, source, split, run, lumi, weight, weight_source)
             if self.h5:
-                self.h5.append(class_name, event_id, split, path, source, chunk)
+                self.h5.append(class_name, event_id, split, path, source, chunk, weight, weight_source)
         self.bar.set_postfix_str(f"{summary.n_rendered + summary.n_existing} images", refresh=False)
 
     def close(self, ok: bool) -> None:

@@ -234,9 +234,10 @@ class TrainConfig:
     event_weight: str = option(
         "none", group="training", metavar="genWeight|xsec|KEY|none",
         help="per-event weights of simulated samples: genWeight (NanoAOD's generator weight) or xsec (the JSON "
-             "sample's cross section), as python -m imgen records them in manifest.csv; KEY: a per-event "
-             "dataset of the HDF5 files (or a manifest column). Every figure (accuracy, loss, ROC AUC, rejection, "
-             "confusion matrix, baseline, intervals) uses the signed weights; the loss |w| x class weight, "
+             "sample's cross section), as python -m imgen records them in manifest.csv and images.h5; KEY: a "
+             "per-event dataset of the HDF5 files (or a manifest column). Every figure (accuracy, loss, ROC AUC, "
+             "rejection, confusion matrix, baseline, intervals, roc.png, discriminant.png) uses the signed "
+             "weights; the loss |w| x class weight, "
              "normalised to a mean of 1 over the training events (README: Event weights) ({default})")
     signal: Optional[str] = option(
         None, group="evaluation", metavar="CLASS",

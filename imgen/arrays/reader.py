@@ -339,15 +339,49 @@ class ArrayDataset:
     def event_column(self, key: str) -> np.ndarray:
         """A per-event number of every file (e.g. a weight, ``transfer --event-weight KEY``) as float64, file
         after file: the 1-D dataset ``key`` (or ``(events, 1)``), one value per event of the file."""
-        parts = []
-        for i, part in enumerate(self.source.parts):
-            dset = self._dataset(part.path, key)
-            n = int(self.counts[i])
-            if dset.shape not in ((n,), (n, 1)) or dset.dtype.kind not in "iuf":
-                raise ArrayDataError(f"{where(part.path, key)}: shape {dset.shape} of {dset.dtype}, but a per-event "
-                                     f"number needs one value per event ({n} numbers)")
-            parts.append(np.asarray(dset[...], dtype=np.float64).reshape(-1))
+        parts = [self._part_column(i, key) for i in range(len(self.source.parts))]
         return np.concatenate(parts) if parts else np.empty(0)
+
+    def named_weights(self, name: str) -> tuple[np.ndarray, str]:
+        """Every event's weight ``name`` (``genWeight``, ``xsec``) and where it was read: per file, its dataset
+        ``name`` if it has one, else the ``weight`` imgen wrote (:data:`imgen.output.hdf5.WEIGHT_KEY`) where its
+        ``weight_source`` is ``name`` for every event; a file with neither is refused, naming it (and the first
+        event whose weight came from elsewhere)."""
+        from imgen.output.hdf5 import WEIGHT_KEY, WEIGHT_SOURCE_KEY
+
+        parts, read_from = [], set()
+        for i, part in enumerate(self.source.parts):
+            handle = self._file(part.path)
+            if isinstance(handle.get(name), h5py.Dataset) or not is_imgen_hdf5(part.path, handle):
+                parts.append(self._part_column(i, name))   # a dataset of that name (or its "no such dataset")
+                read_from.add(f"key {name!r}")
+                continue
+            if not isinstance(handle.get(WEIGHT_KEY), h5py.Dataset):
+                raise ArrayDataError(f"{part.path}: no {name} weights: imgen wrote this file from events without "
+                                     f"weights (no {WEIGHT_KEY!r} dataset); render it again with python -m imgen "
+                                     "from " + ("NanoAOD files with a genWeight branch" if name == "genWeight" else
+                                                "CMS JSON files with xsec" if name == "xsec" else f"events with {name}"))
+            sources = self._recorded_column(i, WEIGHT_SOURCE_KEY)
+            wrong = [row for row, s in enumerate(sources) if s != name]
+            if wrong:
+                found = ", ".join(repr(s) if s else "none" for s in sorted(set(sources)))
+                raise ArrayDataError(
+                    f"{part.path}#{wrong[0]}, key {WEIGHT_SOURCE_KEY!r}: this event's weight is "
+                    f"{repr(sources[wrong[0]]) if sources[wrong[0]] else 'absent'}, not {name} ({len(wrong)} of the "
+                    f"file's {len(sources)} events have no {name} weight; its weights: {found}); every event needs "
+                    f"one: render every class from events with {name}")
+            parts.append(self._part_column(i, WEIGHT_KEY))
+            read_from.add(f"key {WEIGHT_KEY!r} (weight_source {name})")
+        return (np.concatenate(parts) if parts else np.empty(0)), " or ".join(sorted(read_from))
+
+    def _part_column(self, i: int, key: str) -> np.ndarray:
+        """The per-event number ``key`` of part ``i`` (:meth:`event_column`)."""
+        part, n = self.source.parts[i], int(self.counts[i])
+        dset = self._dataset(part.path, key)
+        if dset.shape not in ((n,), (n, 1)) or dset.dtype.kind not in "iuf":
+            raise ArrayDataError(f"{where(part.path, key)}: shape {dset.shape} of {dset.dtype}, but a per-event "
+                                 f"number needs one value per event ({n} numbers)")
+        return np.asarray(dset[...], dtype=np.float64).reshape(-1)
 
     def locate(self, indices: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Global indices -> (part number, row in that file)."""

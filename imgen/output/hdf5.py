@@ -94,9 +94,16 @@ class _FailSafeFile:
             self._fail(exc)
 
 
+#: The per-event weight datasets, written when an event carries a weight (the manifest's columns of the same
+#: names): ``weight`` float64 (NaN for an event without one) and ``weight_source`` text (``genWeight``, ``xsec``,
+#: empty for an event without one). ``transfer --event-weight genWeight|xsec`` reads them.
+WEIGHT_KEY, WEIGHT_SOURCE_KEY = "weight", "weight_source"
+
+
 class Hdf5Writer:
     """``X`` uint8 (N, H, W, 3), ``y`` class index, ``event``, ``split``,
-    ``path``, ``source``; attribute ``classes``. One gzip chunk per image,
+    ``path``, ``source``, and, once an event carries a weight, ``weight`` and ``weight_source``
+    (:data:`WEIGHT_KEY`); attribute ``classes``. One gzip chunk per image,
     compressed by the workers (:func:`compress_image`) and written as is."""
 
     def __init__(self, path: str | os.PathLike, size: int, classes: Sequence[str], attrs: Mapping[str, str]):
@@ -120,6 +127,7 @@ class Hdf5Writer:
             **{name: self._file.create_dataset(name, (0,), maxshape=(None,), dtype=text, chunks=(4096,))
                for name in ("event", "split", "path", "source")},
         }
+        self._weights: dict | None = None   # WEIGHT_KEY, WEIGHT_SOURCE_KEY datasets, made at the first weight
         self._buffer: list[tuple] = []
         self.count = 0
         self._mark = 0
@@ -129,22 +137,40 @@ class Hdf5Writer:
         if self._sink.error is not None:
             raise self._sink.error
 
-    def append(self, class_name: str, event: str, split: str, path: str, source: str, chunk: bytes) -> None:
+    def append(self, class_name: str, event: str, split: str, path: str, source: str, chunk: bytes,
+               weight: float | None = None, weight_source: str | None = None) -> None:
         self._check()
         index = self.count
         if index >= self._x.shape[0]:
             self._x.resize(max(1024, 2 * index), axis=0)
         self._x.id.write_direct_chunk((index, 0, 0, 0), chunk)
-        self._buffer.append((self.classes[class_name], event, split, path, source))
+        self._buffer.append((self.classes[class_name], event, split, path, source,
+                             np.nan if weight is None else float(weight), weight_source or ""))
         self.count += 1
         if len(self._buffer) >= 4096:
             self._flush()
+
+    def _weight_columns(self) -> dict:
+        """The weight datasets, made at the first event with a weight; the rows before it get none (NaN, "")."""
+        if self._weights is None:
+            import h5py
+
+            self._weights = {
+                WEIGHT_KEY: self._file.create_dataset(WEIGHT_KEY, (0,), maxshape=(None,), dtype="f8", chunks=(4096,),
+                                                      fillvalue=np.nan),
+                WEIGHT_SOURCE_KEY: self._file.create_dataset(WEIGHT_SOURCE_KEY, (0,), maxshape=(None,), chunks=(4096,),
+                                                             dtype=h5py.string_dtype("utf-8"), fillvalue=b""),
+            }
+        return self._weights
 
     def _flush(self) -> None:
         if not self._buffer:
             return
         start = self.count - len(self._buffer)
-        for i, (name, dataset) in enumerate(self._columns.items()):
+        columns = dict(self._columns)
+        if self._weights is not None or any(row[-1] or not np.isnan(row[-2]) for row in self._buffer):
+            columns.update(self._weight_columns())
+        for i, (name, dataset) in enumerate(columns.items()):
             if dataset.shape[0] < self.count:
                 dataset.resize(self.count, axis=0)
             dataset[start:self.count] = [row[i] for row in self._buffer]
@@ -161,7 +187,7 @@ class Hdf5Writer:
     def finish(self) -> Path:
         self._flush()
         self._x.resize(self.count, axis=0)
-        for dataset in self._columns.values():
+        for dataset in (*self._columns.values(), *(self._weights or {}).values()):
             dataset.resize(self.count, axis=0)
         self._close()
         try:
@@ -174,6 +200,7 @@ class Hdf5Writer:
     def _close(self) -> None:
         """Close the HDF5 file, then the file under it (in that order: HDF5 flushes into it)."""
         self._columns.clear()
+        self._weights = None
         self._x = None
         try:
             self._file.close()

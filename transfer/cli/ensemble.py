@@ -13,7 +13,9 @@ def build_ensemble_parser() -> argparse.ArgumentParser:
         description="Average the test-split scores (predictions.csv) of several run folders event by "
                     "event and write the same report for the ensemble (metrics.json, predictions.csv, "
                     "confusion matrix, roc.png, discriminant.png, report.md). The runs must share the "
-                    "test events and the classes.")
+                    "test events and the classes. Runs trained with --event-weight record each test event's "
+                    "weight in predictions.csv, and the ensemble's figures use them (report.md says when they "
+                    "cannot: runs that disagree, or predate the weight column).")
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (two or more)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the ensemble's report to")
     parser.add_argument("--signal", metavar="CLASS", help="signal class of two (default: the second)")

@@ -236,13 +236,20 @@ class ArraySource(DataSource):
         return f"--data {' '.join(self.config.data_items)}"
 
     def event_weights(self, choice: str):
-        """The per-event dataset ``choice`` (genWeight, xsec or any KEY) of every file; errors name file#row."""
+        """The per-event dataset ``choice`` of every file; for ``genWeight`` and ``xsec`` also the ``weight``
+        imgen's own HDF5 output records with its ``weight_source`` (:meth:`ArrayDataset.named_weights`). Errors
+        name file#row."""
+        from transfer.data.event_weights import NAMED
+
         try:
-            values = self.ds.event_column(choice)
+            if choice in NAMED:
+                values, read_from = self.ds.named_weights(choice)
+            else:
+                values, read_from = self.ds.event_column(choice), f"key {choice!r}"
         except ImgenError as exc:
             raise TransferError(f"--event-weight {choice}: {exc}") from None
-        self.event_weight_origin = f"HDF5 key {choice!r} of every file"
-        return values, lambda i: f"{self.ds.event_source(i)}, key {choice!r}"
+        self.event_weight_origin = f"HDF5 {read_from} of every file"
+        return values, lambda i: f"{self.ds.event_source(i)}, {read_from}"
 
     def close(self) -> None:
         self.ds.close()

@@ -11,6 +11,8 @@ from transfer.evaluation.physics import DEFAULT_EFFICIENCIES, rejection_at_effic
 
 #: Score columns of predictions.csv are ``score_<class>``.
 SCORE_PREFIX = "score_"
+#: predictions.csv's column of each test event's weight (``--event-weight``; only in weighted runs).
+WEIGHT_COLUMN = "weight"
 
 
 @dataclass
@@ -158,6 +160,14 @@ def predictions_table(paths, scores, class_names, y_true=None):
     return table
 
 
+def true_class_fractions(matrix) -> np.ndarray:
+    """Each row of a confusion matrix over its sum (0 where the row sums to 0): with summed weights a row may
+    sum to less than one event, so the sum is not floored at 1."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    sums = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums != 0)
+
+
 def confusion_table(y_true, y_pred, class_names, sample_weight=None):
     """Confusion matrix as a table: rows ``kind`` = count / fraction (of the true class) x true class (with
     ``sample_weight``: summed weights instead of counts)."""
@@ -165,7 +175,7 @@ def confusion_table(y_true, y_pred, class_names, sample_weight=None):
     from sklearn.metrics import confusion_matrix
 
     counts = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))), sample_weight=sample_weight)
-    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fractions = true_class_fractions(counts)
     rows = []
     for kind, matrix in (("count", counts), ("fraction_of_true_class", fractions)):
         for name, values in zip(class_names, matrix):

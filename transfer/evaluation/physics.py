@@ -57,15 +57,22 @@ def rejection_at_efficiency(y_true: Sequence[int] | np.ndarray, score: Sequence[
     return out
 
 
+def weighted_roc(truth, score, sample_weight) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) of weighted events (signed weights: fractions of summed weights): the one curve that both
+    :func:`weighted_auc` integrates and ``roc.png`` draws, so the figure's AUC is metrics.json's."""
+    fpr, tpr, _ = roc_curve(np.asarray(truth).astype(int), np.asarray(score, dtype=np.float64),
+                            sample_weight=np.asarray(sample_weight, dtype=np.float64))
+    return fpr, tpr
+
+
 def weighted_auc(truth, score, sample_weight) -> float:
-    """ROC AUC of weighted events: the area under the weighted ROC curve (trapezoids).
+    """ROC AUC of weighted events: the area under the weighted ROC curve (trapezoids, :func:`weighted_roc`).
 
     scikit-learn's ``roc_auc_score`` with ``sample_weight`` gives the same for non-negative weights, but
     refuses negative ones (NLO generators), whose ROC curve may step back; the area under the curve as it
     goes is then the signed sum that an analysis of the weighted events would see.
     """
-    fpr, tpr, _ = roc_curve(np.asarray(truth).astype(int), np.asarray(score, dtype=np.float64),
-                            sample_weight=np.asarray(sample_weight, dtype=np.float64))
+    fpr, tpr = weighted_roc(truth, score, sample_weight)
     return float(np.trapezoid(tpr, fpr))
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from transfer import run_folder as rf
-from transfer.evaluation.metrics import (SplitScores, _finite_scores, confusion_table, evaluate_splits,
-                                         predictions_table, signal_index)
+from transfer.evaluation.metrics import (WEIGHT_COLUMN, SplitScores, _finite_scores, confusion_table,
+                                         evaluate_splits, predictions_table, signal_index)
 from transfer.evaluation.plots import plot_confusion_matrix, plot_discriminant, plot_roc, plot_training_curves
 
 
@@ -223,6 +223,7 @@ def ensemble_markdown(metrics: dict, class_names: list[str]) -> str:
     """``report.md`` of an ensemble: its members, their test AUC and accuracy, and the ensemble's."""
     lines = [f"# Ensemble of {len(metrics['members'])} runs", "",
              "Test-split scores of each run averaged event by event (same test events, same classes).", "",
+             *_ensemble_weight_lines(metrics),
              "| run | accuracy | ROC AUC" + (" (macro)" if len(class_names) > 2 else "") + " |", "|---|---|---|"]
     for member in metrics["members"]:
         lines.append(f"| {member['run']} | {_fmt(member['accuracy'])} | {_fmt(_macro_auc(member['roc_auc']))} |")
@@ -239,20 +240,34 @@ def ensemble_markdown(metrics: dict, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _ensemble_weight_lines(metrics: dict) -> list[str]:
+    """The ensemble report's line on event weights (none when no run is weighted)."""
+    from transfer.experiments.ensemble import weighting_note
+
+    note = weighting_note(metrics)
+    return [] if note is None else [f"**{note[0].upper() + note[1:]}.**", ""]
+
+
 def write_evaluation(folder, class_names: list[str], test: SplitScores, signal: str | None = None,
-                     title: str = "Test split", baseline: SplitScores | None = None) -> None:
-    """predictions.csv, confusion_matrix.csv/.png, roc.png and discriminant.png of the test scores."""
+                     title: str = "Test split", baseline: SplitScores | None = None,
+                     weight_name: str | None = None) -> None:
+    """predictions.csv, confusion_matrix.csv/.png, roc.png and discriminant.png of the test scores; with
+    ``test.weights`` (``--event-weight weight_name``) every figure is of the weighted events and predictions.csv
+    gets each event's ``weight`` (what ``ensemble`` weighs its figures with)."""
     folder = Path(folder)
-    predictions_table(test.paths, test.scores, class_names, test.y_true).to_csv(
-        folder / rf.PREDICTIONS_FILE, index=False, float_format="%.9g")
+    table = predictions_table(test.paths, test.scores, class_names, test.y_true)
+    if test.weights is not None:
+        table[WEIGHT_COLUMN] = np.asarray(test.weights, dtype=np.float64)
+    table.to_csv(folder / rf.PREDICTIONS_FILE, index=False, float_format="%.9g")
     y_pred = np.asarray(test.scores).argmax(axis=1)
     confusion_table(test.y_true, y_pred, class_names, test.weights).to_csv(folder / rf.CONFUSION_CSV, index=False,
                                                             float_format="%.6g")
-    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / rf.CONFUSION_PNG, title)
+    weighted = dict(weights=test.weights, weight_name=weight_name)
+    plot_confusion_matrix(test.y_true, y_pred, class_names, folder / rf.CONFUSION_PNG, title, **weighted)
     plot_roc(test.y_true, test.scores, class_names, folder / rf.ROC_PNG, f"{title} ROC (one vs rest)", signal,
-             baseline)
+             baseline, **weighted)
     plot_discriminant(test.y_true, test.scores, class_names, folder / rf.DISCRIMINANT_PNG, signal,
-                      f"{title} discriminant")
+                      f"{title} discriminant", **weighted)
 
 
 def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScores], history, info: dict,
@@ -296,7 +311,9 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
                                                       _finite_scores(splits["test"].scores), splits["test"].weights),
                      signal,
                      baseline=None if baseline is None else
-                     SplitScores([], baseline.labels["test"], baseline.scores["test"]))
+                     SplitScores([], baseline.labels["test"], baseline.scores["test"],
+                                 (getattr(baseline, "weights", None) or {}).get("test")),
+                     weight_name=info.get("event_weight"))
     history.to_csv(folder / rf.HISTORY_FILE, index=False, float_format="%.6g")
     plot_training_curves(history, folder / rf.CURVES_PNG, f"{info.get('backbone', '')} training")
     rf.write_metrics(folder, metrics)

@@ -9,6 +9,13 @@ ensemble folder gets the report of a run's evaluation: ``metrics.json``
 ``predictions.csv``, ``confusion_matrix.csv``/``.png``, ``roc.png``,
 ``discriminant.png`` and ``report.md``.
 
+Event weights: a run trained with ``--event-weight`` writes each test event's weight in its predictions.csv
+(``weight``), and the ensemble's figures (metrics, plots) use those weights, signed, as the run's did, when the
+runs that record weights agree on them (runs trained without weights score the same events and take them too).
+Where they disagree (``genWeight`` against ``xsec``), or a run's config.yaml records ``event_weight`` but its
+predictions.csv has no weights (written before they were recorded), the ensemble's figures are unweighted, and
+metrics.json (``event_weights.unweighted_because``), report.md and the console say so.
+
 Example::
 
     from transfer.experiments.ensemble import ensemble_runs
@@ -25,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from transfer.errors import RunFolderError, TransferError
-from transfer.evaluation.metrics import SCORE_PREFIX, SplitScores, classification_metrics, signal_index
+from transfer.evaluation.metrics import (SCORE_PREFIX, WEIGHT_COLUMN, SplitScores, classification_metrics,
+                                         signal_index)
 from transfer.evaluation.plot_style import plot_style as styled
 from transfer.evaluation.report import ensemble_markdown, write_evaluation
 from transfer.files import staged_folder
@@ -51,7 +59,51 @@ class EnsembleResult:
                          + ("n/a" if member_auc is None else f"{member_auc:.3f}"))
         lines.append(f"ensemble: test accuracy {test['accuracy']:.3f}, ROC AUC "
                      + ("n/a" if auc is None else f"{auc:.3f}"))
-        return lines
+        note = weighting_note(self.metrics)
+        return lines + ([note] if note else [])
+
+
+def weighting_note(metrics: dict) -> str | None:
+    """One line on the ensemble's event weights (None when neither it nor its runs are weighted)."""
+    ew = metrics.get("event_weights")
+    if not ew:
+        return None
+    if ew.get("unweighted_because"):
+        return f"figures UNWEIGHTED: {ew['unweighted_because']}"
+    return (f"figures weighted with --event-weight {ew['choice']} (signed), the test events' weights recorded by "
+            + ", ".join(ew["from"]))
+
+
+def ensemble_weights(runs: list, members: list) -> tuple[np.ndarray | None, dict | None]:
+    """(the test events' weights, metrics.json's ``event_weights``) of the ensemble of ``runs``: the weights the
+    members' predictions.csv record (module docstring); (None, None) when no run is weighted, (None, reason)
+    when the weights cannot be trusted."""
+    from transfer.data.event_weights import FIGURES_RULE, NONE
+
+    choices = [str(read_config(Path(run) / CONFIG_FILE, missing_ok=True).get("event_weight") or NONE) for run in runs]
+    recorded = [(run, choice, m[WEIGHT_COLUMN].to_numpy(dtype=np.float64))
+                for run, choice, m in zip(runs, choices, members) if WEIGHT_COLUMN in m]
+    lost = [f"{run} (--event-weight {choice})" for run, choice, m in zip(runs, choices, members)
+            if choice != NONE and WEIGHT_COLUMN not in m]
+    if not recorded and not lost:
+        return None, None
+    why = None
+    if lost:
+        why = (f"{', '.join(lost)} trained with event weights, but its predictions.csv records none (written before "
+               "runs recorded them); train it again to weigh the ensemble")
+    else:
+        first_run, first_choice, first = recorded[0]
+        for run, choice, values in recorded[1:]:
+            if choice != first_choice or not np.allclose(values, first, rtol=1e-6, atol=0, equal_nan=True):
+                why = (f"{run} (--event-weight {choice}) and {first_run} (--event-weight {first_choice}) weigh the "
+                       "test events differently")
+                break
+    if why:
+        return None, {"choice": NONE, "unweighted_because": why}
+    run, choice, values = recorded[0]
+    unweighted = [str(r) for r, c in zip(runs, choices) if c == NONE]
+    return values, {"choice": choice, "from": [str(r) for r, _, _ in recorded], "figures": FIGURES_RULE,
+                    "trained_unweighted": unweighted}
 
 
 def read_run_predictions(run: str | os.PathLike):
@@ -132,20 +184,23 @@ def ensemble_runs(runs: list, out: str | os.PathLike, signal: str | None = None,
         raise TransferError(f"ensemble: {runs[0]}/predictions.csv names a true class outside {class_names}")
     y_true = y_true.to_numpy(dtype=np.int64)
     scores = averaged[columns].to_numpy()
+    weights, weighting = ensemble_weights(runs, members)
     metrics = {"ensemble_of": [str(r) for r in runs], "classes": class_names,
                "members": [{"run": str(run), **{k: v for k, v in classification_metrics(
-                   y_true, m[columns].to_numpy(dtype=np.float64), class_names, signal).items()
+                   y_true, m[columns].to_numpy(dtype=np.float64), class_names, signal, weights).items()
                    if k in ("accuracy", "roc_auc", "loss")}} for run, m in zip(runs, members)],
-               "test": classification_metrics(y_true, scores, class_names, signal),
+               "test": classification_metrics(y_true, scores, class_names, signal, weights),
                "events_per_class": {"test": dict(zip(class_names, map(int, np.bincount(y_true,
                                                                                       minlength=len(class_names)))))}}
+    if weighting:
+        metrics["event_weights"] = weighting
     if len(class_names) == 2:
         metrics["signal"] = class_names[signal_index(class_names, signal)]
     first = read_config(Path(runs[0]) / CONFIG_FILE, missing_ok=True)
     with staged_folder(out, overwrite) as staging, styled(plot_style or first.get("plot_style"),
                                                           first.get("plot_energy")):
-        write_evaluation(staging, class_names, SplitScores(list(averaged["path"]), y_true, scores), signal,
-                         "Ensemble, test split")
+        write_evaluation(staging, class_names, SplitScores(list(averaged["path"]), y_true, scores, weights), signal,
+                         "Ensemble, test split", weight_name=None if weights is None else weighting["choice"])
         write_metrics(staging, metrics)
         (staging / REPORT_FILE).write_text(ensemble_markdown(metrics, class_names), encoding="utf-8")
     return EnsembleResult(out_dir=Path(out), metrics=metrics, class_names=class_names)

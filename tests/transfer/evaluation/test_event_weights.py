@@ -1,6 +1,8 @@
 """--event-weight: weighted figures against scikit-learn and against duplicated events, the loss weights, the
-manifest and HDF5 readers with their errors, and a weighted beside an unweighted run on arrays whose one class
-comes in an easy and a hard kind (the hard kind heavily weighted: the weighted figures must drop)."""
+manifest and HDF5 readers with their errors (imgen's own HDF5 output rendered from NanoAOD with genWeight too),
+the weighted figures drawn (roc.png, discriminant.png, confusion_matrix.png), and a weighted beside an unweighted
+run on arrays whose one class comes in an easy and a hard kind (the hard kind heavily weighted: the weighted
+figures must drop), and their ensemble."""
 from __future__ import annotations
 
 import json
@@ -20,7 +22,9 @@ from transfer.data.event_weights import loss_weights
 from transfer.errors import TransferError
 from transfer.evaluation.intervals import bootstrap_intervals
 from transfer.evaluation.metrics import classification_metrics
-from transfer.evaluation.physics import rejection_at_efficiency, weighted_auc
+from transfer.evaluation.physics import rejection_at_efficiency, weighted_auc, weighted_roc
+from transfer.evaluation.plot_style import plot_style
+from transfer.evaluation.plots import plot_confusion_matrix, plot_discriminant, plot_roc
 from transfer.training.inputs import resolve_class_weight
 
 CLASSES = ["background", "signal"]
@@ -133,6 +137,91 @@ def test_manifest_weights_and_their_errors(tmp_path):
         open_data(TrainConfig(**config, event_weight="genWeight")).view()
 
 
+def test_imgen_hdf5_records_gen_weight_and_transfer_reads_it(tmp_path):
+    """NanoAOD with genWeight rendered to --format hdf5: images.h5 holds weight and weight_source beside the
+    images, the event's own (as the manifest's); --event-weight genWeight reads them, xsec and a file rendered
+    without weights (or with one class unweighted) are refused naming the file and the row."""
+    import dataclasses
+
+    from imgen.events.nanoaod_write import events_of_json, write_nanoaod
+    from imgen.pipeline import render_files
+    from imgen.synth import generate_events
+
+    gen = {"TTjets": [1.5, -0.75, 2.0] * 3, "Wjets": [0.5, 3.0, -1.0] * 3}
+    for folder, weighted in (("w", ("TTjets", "Wjets")), ("half", ("TTjets",)), ("none", ())):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        for seed, (name, weights) in enumerate(gen.items()):
+            events = list(events_of_json(generate_events(name, len(weights), seed=seed)))
+            if name in weighted:
+                events = [dataclasses.replace(e, weight=w, weight_source="genWeight") for e, w in zip(events, weights)]
+            write_nanoaod(tmp_path / "in" / folder / f"{name}.root", events)
+        render_files([tmp_path / "in" / folder], tmp_path / folder, size=16, workers=1, format="both",
+                     btag_branch="Jet_btagCSVV2", btag_cut=0.679)
+    h5 = tmp_path / "w" / "images.h5"
+    manifest = {r["event"] + r["class"]: r for r in read_manifest(tmp_path / "w")}
+    with h5py.File(h5) as handle:
+        keys = [e.decode() + classes for e, classes in zip(handle["event"][...], np.array(
+            handle.attrs["classes"])[handle["y"][...]])]
+        assert handle["weight_source"].asstr()[...].tolist() == ["genWeight"] * len(keys)
+        assert handle["weight"][...].tolist() == [float(manifest[k]["weight"]) for k in keys]
+    config = dict(x_key="X", backbone="smallcnn", weights="none")
+    with open_data(TrainConfig(data=str(h5), **config, event_weight="genWeight")) as source:
+        assert source.weights_all.tolist() == [float(manifest[k]["weight"]) for k in keys]
+        assert (source.weights_all < 0).any() and "'weight' (weight_source genWeight)" in source.event_weight_origin
+    with pytest.raises(TransferError, match=r"images.h5#0, key 'weight_source': this event's weight is "
+                                            r"'genWeight', not xsec \(18 of the file's 18 events"):
+        open_data(TrainConfig(data=str(h5), **config, event_weight="xsec"))
+    with h5py.File(tmp_path / "half" / "images.h5") as handle:
+        first_unweighted = int(np.flatnonzero(handle["weight_source"].asstr()[...] == "")[0])
+        assert np.isnan(handle["weight"][first_unweighted])
+    with pytest.raises(TransferError, match=rf"half/images.h5#{first_unweighted}, key 'weight_source': this "
+                                            r"event's weight is absent, not genWeight \(9 of the file's 18"):
+        open_data(TrainConfig(data=str(tmp_path / "half" / "images.h5"), **config, event_weight="genWeight"))
+    with h5py.File(tmp_path / "none" / "images.h5") as handle:
+        assert "weight" not in handle and "weight_source" not in handle   # unweighted events: the layout as before
+    with pytest.raises(TransferError, match=r"none/images.h5: no genWeight weights: imgen wrote this file from "
+                                            r"events without weights"):
+        open_data(TrainConfig(data=str(tmp_path / "none" / "images.h5"), **config, event_weight="genWeight"))
+
+
+def test_the_figures_draw_the_weighted_curves_and_histograms(tmp_path):
+    """roc.png's curves are metrics.json's weighted ROC (its legend's AUC is metrics.json's, negative weights
+    included), the discriminant's histograms are weighted, the confusion matrix shows summed weights; each says
+    so. Unweighted, they stay the unweighted ones."""
+    y, p, w = scored_sample(seed=3)
+    w[::5] *= -1
+    auc = classification_metrics(y, p, CLASSES, sample_weight=w)["roc_auc"]
+    assert auc != pytest.approx(classification_metrics(y, p, CLASSES)["roc_auc"], abs=1e-3)
+    with plot_style("plain") as active:
+        plot_roc(y, p, CLASSES, tmp_path / "roc.png", weights=w, weight_name="genWeight")
+        plot_discriminant(y, p, CLASSES, tmp_path / "disc.png", weights=w, weight_name="genWeight")
+        plot_confusion_matrix(y, p.argmax(axis=1), CLASSES, tmp_path / "cm.png", weights=w, weight_name="genWeight")
+        plot_roc(y, p, CLASSES, tmp_path / "plain.png")
+    (_, roc), (_, disc), (_, cm), (_, plain) = active.saved
+    curves, rejection = roc.axes[:2]
+    signal_line = curves.get_lines()[1]
+    assert signal_line.get_label() == f"signal (AUC = {auc:.3f})"
+    fpr, tpr = weighted_roc(y == 1, p[:, 1], w)
+    assert np.allclose(signal_line.get_xdata(), fpr) and np.allclose(signal_line.get_ydata(), tpr)
+    assert "weighted (genWeight)" in curves.get_title() and "weighted (genWeight)" in rejection.get_title()
+    assert "weighted fraction" in curves.get_xlabel()
+    assert np.allclose(rejection.get_lines()[0].get_ydata(), 1 / fpr[fpr > 0])
+    assert plain.axes[0].get_lines()[1].get_label() == (
+        f"signal (AUC = {roc_auc_score(y, p[:, 1]):.3f})") and "weighted" not in plain.axes[0].get_title()
+    ax = disc.axes[0]
+    steps = [patch for patch in ax.patches if patch.get_label().startswith("true signal")]
+    values, edges = steps[0].get_data()[:2]
+    from transfer.evaluation.physics import likelihood_ratio_discriminant
+
+    expected, _ = np.histogram(likelihood_ratio_discriminant(p, 1)[y == 1], bins=edges, weights=w[y == 1],
+                               density=True)
+    assert np.allclose(values, expected) and "weighted (genWeight)" in ax.get_ylabel()
+    assert f"\u03a3w = {w[y == 1].sum():.3g}" in steps[0].get_label()
+    cells = [float(t.get_text()) for t in cm.axes[0].texts[:4]]
+    assert cells == pytest.approx([float(f"{v:.3g}") for v in confusion_matrix(y, p.argmax(axis=1),
+                                                                              sample_weight=w).ravel()])
+
+
 # --- a weighted and an unweighted run -----------------------------------------------------------------
 
 N_BACKGROUND, N_EASY, N_HARD = 100, 80, 40
@@ -194,6 +283,43 @@ def test_weighted_run_records_the_weighting_and_its_figures_drop(two_runs):
     assert weighted["test"]["weight_per_class"]["signal"] == pytest.approx(w[rows][truth].sum())
     assert "weighted test events" in weighted["test"]["intervals"]["method"]
     assert "event weights | --event-weight w" in (work / "weighted" / "report.md").read_text()
+    assert table["weight"].tolist() == w[rows].tolist()   # what an ensemble weighs its figures with
+    assert "weight" not in pd.read_csv(work / "plain" / "predictions.csv")
+
+
+def test_an_ensemble_takes_the_weights_its_runs_record_or_says_its_figures_are_unweighted(two_runs):
+    """The weighted run's predictions.csv gives the test events' weights, and the ensemble's figures (the
+    members' too) are weighted; a run trained with weights whose predictions.csv lost them leaves the ensemble
+    unweighted, and metrics.json, report.md and the console say so."""
+    import shutil
+
+    import pandas as pd
+
+    from transfer.experiments.ensemble import ensemble_runs
+
+    work, w = two_runs
+    result = ensemble_runs([work / "plain", work / "weighted"], work / "ensemble")
+    table = pd.read_csv(work / "ensemble" / "predictions.csv")
+    rows = table["path"].str.rsplit("#", n=1).str[1].astype(int).to_numpy()
+    truth = (table["true_class"] == "signal").to_numpy()
+    recorded = result.metrics["event_weights"]
+    assert recorded["choice"] == "w" and recorded["from"] == [str(work / "weighted")]
+    assert recorded["trained_unweighted"] == [str(work / "plain")]
+    assert result.metrics["test"]["roc_auc"] == pytest.approx(weighted_auc(truth, table["score_signal"], w[rows]))
+    plain_run = pd.read_csv(work / "plain" / "predictions.csv").set_index("path").loc[table["path"]]
+    assert result.metrics["members"][0]["roc_auc"] == pytest.approx(
+        weighted_auc(truth, plain_run["score_signal"], w[rows]))
+    assert "weighted with --event-weight w" in (work / "ensemble" / "report.md").read_text()
+    lost = work / "lost_weights"
+    lost.mkdir()
+    shutil.copy(work / "weighted" / "config.yaml", lost)
+    pd.read_csv(work / "weighted" / "predictions.csv").drop(columns="weight").to_csv(lost / "predictions.csv",
+                                                                                   index=False)
+    result = ensemble_runs([work / "plain", lost], work / "ensemble_unweighted")
+    assert "records none" in result.metrics["event_weights"]["unweighted_because"]
+    assert result.metrics["test"]["roc_auc"] == pytest.approx(roc_auc_score(truth, table["score_signal"]))
+    assert "**Figures UNWEIGHTED: " in (work / "ensemble_unweighted" / "report.md").read_text()
+    assert any(line.startswith("figures UNWEIGHTED: ") for line in result.summary_lines())
 
 
 def test_a_bad_weight_stops_the_run_naming_the_file_and_row(tmp_path, capsys):
