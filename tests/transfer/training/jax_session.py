@@ -1,7 +1,8 @@
 """What tests/transfer/training/test_backends.py runs under Keras' JAX backend, in one process (one start-up).
 
 ``python tests/transfer/training/jax_session.py WORK IMAGES ARRAYS TF_MODEL``: trains from scratch on the images,
-fine-tunes from that run in two stages (feature cache), a 2x1x1 grid, a run on HDF5 arrays, an lr-find; scores
+fine-tunes from that run in two stages (feature cache), a 2x1x1 grid, a run on HDF5 arrays weighted with their
+per-event ``w`` (``--event-weight w``: the loss's sample weights under JAX, at no extra run), an lr-find; scores
 the images with the JAX run and with TF_MODEL (a model saved under TensorFlow; ``-`` where there is none);
 writes WORK/session.json. One epoch each: compiling dominates on a CPU.
 Every call is the library's own (the commands call the same functions).
@@ -29,7 +30,7 @@ def main(work: str, images: str, arrays: str, tf_model: str) -> None:
     grid = run_grid(images, backbones="cnn,mlp", optimizers="adam", out=str(work / "grid"), progress=False,
                     epochs=1, batch_size=12, baseline="none", backend="jax")
     arrays_run = run_experiment(TrainConfig(data=arrays, x_key="X", y_key="y", classes="electron,photon",
-                                            backbone="cnn", out=str(work / "arrays"), **common))
+                                            backbone="cnn", event_weight="w", out=str(work / "arrays"), **common))
     found = lr_find(TrainConfig(data=images, backbone="cnn", out=str(work / "lr-find"), batch_size=12, verbose=0,
                                 backend="jax"), steps=8)
     predict(scratch.model_path, [images]).to_csv(work / "scratch_under_jax.csv", index=False)

@@ -76,6 +76,10 @@ def tf_model(work, images) -> Path | None:
 @pytest.fixture(scope="module")
 def jax_session(work, images, tf_model) -> dict:
     arrays = arrays_synth.write_electron_photon_combined(work / "egamma.h5", 60, seed=3)
+    import h5py
+
+    with h5py.File(arrays, "a") as handle:   # per-event weights, some negative: the JAX arrays run is weighted
+        handle["w"] = np.where(np.arange(len(handle["y"])) % 7 == 0, -0.5, 1.0 + (handle["y"][...] == 1))
     run_python([HERE / "jax_session.py", work, images, arrays, tf_model or "-"])
     return json.loads((work / "session.json").read_text())
 
@@ -93,6 +97,9 @@ def test_jax_trains_from_scratch_fine_tunes_in_two_stages_and_grids(jax_session,
     assert jax_session["grid"]["failures"] == {} and len(jax_session["grid"]["trained"]) == 2
     assert (work / "grid" / "grid_summary.md").is_file()
     assert jax_session["arrays"]["data_kind"] == "arrays" and jax_session["lr_find"]["steps"] >= 6
+    weighted = jax_session["arrays"]   # --event-weight w under JAX: recorded, and in every figure
+    assert weighted["event_weights"]["choice"] == "w" and weighted["event_weights"]["negative_fraction"]["test"] > 0
+    assert weighted["test"]["weighted"] and np.isfinite(weighted["test"]["loss"])
 
 
 @pytest.mark.jax
