@@ -279,7 +279,7 @@ class TrainConfig:
 
         self.data = parse_data(self.data)
         spec = get_backbone(self.backbone)
-        for name, value in recipe_defaults(spec.pretrained).items():  # per kind of network, not a fallback
+        for name, value in recipe_defaults(spec.pretrained, spec.recipe).items():  # per network, not a fallback
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self.out = None if self.out in (None, "") else str(self.out)
@@ -365,9 +365,10 @@ RECIPE_DEFAULTS = {
 }
 
 
-def recipe_defaults(pretrained: bool) -> dict:
-    """``lr``, ``epochs`` and ``patience`` when not given, for a pretrained backbone or a network from scratch."""
-    return dict(RECIPE_DEFAULTS[bool(pretrained)])
+def recipe_defaults(pretrained: bool, own: dict | None = None) -> dict:
+    """``lr``, ``epochs`` and ``patience`` when not given, for a pretrained backbone or a network from scratch,
+    with a network's ``own`` measured exceptions (``BackboneSpec.recipe``) on top."""
+    return {**RECIPE_DEFAULTS[bool(pretrained)], **(own or {})}
 
 
 def option_names() -> list[str]:
@@ -399,8 +400,11 @@ def _recipe_text(name: str) -> str:
     """The per-kind default of lr, epochs, patience (:data:`RECIPE_DEFAULTS`)."""
     if name not in RECIPE_DEFAULTS[True]:
         return ""
+    from transfer.models.backbones import COMPACT_RECIPES
+
+    own = "".join(f"; {recipe[name]:g} for {net}" for net, recipe in COMPACT_RECIPES.items() if name in recipe)
     return (f"default: {RECIPE_DEFAULTS[True][name]:g} for pretrained backbones, {RECIPE_DEFAULTS[False][name]:g} "
-            "for networks trained from scratch")
+            f"for networks trained from scratch{own}")
 
 
 def _base_type(annotation) -> str:

@@ -139,3 +139,14 @@ def test_a_new_field_is_a_new_flag():
         ("--warmup-epochs", "training", int, "N")
     assert first.arguments["help"] == "epochs of linear warm-up (default: None)"
     assert second.flag == "--ema" and second.arguments["action"].__name__ == "BooleanOptionalAction"
+
+
+def test_a_network_with_a_measured_recipe_gets_its_own_default_rate_and_an_explicit_one_wins(tmp_path):
+    """Issue 26: cnn collapsed at the shared from-scratch rate on realistic towers; its registry entry carries
+    1e-3. Other networks keep the shared defaults, and --lr given is never replaced."""
+    from transfer.config import RECIPE_DEFAULTS
+
+    assert TrainConfig(data=str(tmp_path), backbone="cnn").lr == 1e-3
+    assert TrainConfig(data=str(tmp_path), backbone="smallcnn").lr == RECIPE_DEFAULTS[False]["lr"]
+    assert TrainConfig(data=str(tmp_path), backbone="cnn").epochs == RECIPE_DEFAULTS[False]["epochs"]
+    assert TrainConfig(data=str(tmp_path), backbone="cnn", lr=3e-3).lr == 3e-3
