@@ -240,10 +240,19 @@ def ensemble_markdown(metrics: dict, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def weighting_note(metrics: dict) -> str | None:
+    """One line on the ensemble's event weights (None when neither it nor its runs are weighted)."""
+    ew = metrics.get("event_weights")
+    if not ew:
+        return None
+    if ew.get("unweighted_because"):
+        return f"figures UNWEIGHTED: {ew['unweighted_because']}"
+    return (f"figures weighted with --event-weight {ew['choice']} (signed), the test events' weights recorded by "
+            + ", ".join(ew["from"]))
+
+
 def _ensemble_weight_lines(metrics: dict) -> list[str]:
     """The ensemble report's line on event weights (none when no run is weighted)."""
-    from transfer.experiments.ensemble import weighting_note
-
     note = weighting_note(metrics)
     return [] if note is None else [f"**{note[0].upper() + note[1:]}.**", ""]
 

@@ -35,7 +35,7 @@ from transfer.errors import RunFolderError, TransferError
 from transfer.evaluation.metrics import (SCORE_PREFIX, WEIGHT_COLUMN, SplitScores, classification_metrics,
                                          signal_index)
 from transfer.evaluation.plot_style import plot_style as styled
-from transfer.evaluation.report import ensemble_markdown, write_evaluation
+from transfer.evaluation.report import ensemble_markdown, weighting_note, write_evaluation
 from transfer.files import staged_folder
 from transfer.run_folder import (CONFIG_FILE, PREDICTIONS_FILE, REPORT_FILE, read_config, recorded_class_names,
                                  write_metrics)
@@ -61,17 +61,6 @@ class EnsembleResult:
                      + ("n/a" if auc is None else f"{auc:.3f}"))
         note = weighting_note(self.metrics)
         return lines + ([note] if note else [])
-
-
-def weighting_note(metrics: dict) -> str | None:
-    """One line on the ensemble's event weights (None when neither it nor its runs are weighted)."""
-    ew = metrics.get("event_weights")
-    if not ew:
-        return None
-    if ew.get("unweighted_because"):
-        return f"figures UNWEIGHTED: {ew['unweighted_because']}"
-    return (f"figures weighted with --event-weight {ew['choice']} (signed), the test events' weights recorded by "
-            + ", ".join(ew["from"]))
 
 
 def ensemble_weights(runs: list, members: list) -> tuple[np.ndarray | None, dict | None]:
