@@ -144,6 +144,19 @@ def _coarse_map(x):
     return layers.Flatten()(y)
 
 
+def _smallcnn_features(x):
+    """smallcnn's convolutional stages (BatchNorm, ReLU, pooling between stages), then its global max and mean
+    pooling and coarse map side by side: the features of smallcnn's head and of rcnn's per-layer encoder."""
+    layers = _layers()
+    for i, filters in enumerate(SMALLCNN_FILTERS):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
+        if i < len(SMALLCNN_FILTERS) - 1:
+            x = _downsample(x)
+    pooled = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
+    return layers.Concatenate()([pooled, _coarse_map(x)])  # two at a time: hls4ml concatenates two inputs only
+
+
 def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
     """Three [conv 3x3, BatchNorm, ReLU] stages (16, 32, 64 filters, 2x2 max pooling after the first two),
     then the global maximum and mean of every map beside a coarse map of at most 4x4 cells, dense 64,
@@ -164,14 +177,7 @@ def build_smallcnn(input_shape: Shape, num_classes: int) -> keras.Model:
     layers = _layers()
     shape = _check(input_shape, num_classes)
     inputs = keras.Input(shape=shape, name="image")
-    x = inputs
-    for i, filters in enumerate(SMALLCNN_FILTERS):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
-        if i < len(SMALLCNN_FILTERS) - 1:
-            x = _downsample(x)
-    pooled = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
-    x = layers.Concatenate()([pooled, _coarse_map(x)])  # two at a time: hls4ml concatenates two inputs only
+    x = _smallcnn_features(inputs)
     x = layers.Dense(64, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inputs, _softmax(x, num_classes), name="smallcnn")
@@ -287,14 +293,7 @@ def _layer_encoder(rows: int, cols: int):
 
     layers = _layers()
     inputs = keras.Input(shape=(rows, cols, 1), name="layer")
-    x = inputs
-    for i, filters in enumerate(SMALLCNN_FILTERS):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.Activation("relu")(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
-        if i < len(SMALLCNN_FILTERS) - 1:
-            x = _downsample(x)
-    pooled = layers.Concatenate()([layers.GlobalMaxPooling2D()(x), layers.GlobalAveragePooling2D()(x)])
-    x = layers.Concatenate()([pooled, _coarse_map(x)])
+    x = _smallcnn_features(inputs)
     x = layers.Dense(RCNN_FEATURES, activation="relu")(x)
     return keras.Model(inputs, x, name="layer_encoder")
 
