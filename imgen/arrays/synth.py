@@ -475,12 +475,18 @@ def calo_layer_events(n: int, particle: str, rng: np.random.Generator) -> dict[s
 
 def write_calo_layers(folder: str | os.PathLike, n_per_class: int, seed: int = 0) -> dict[str, Path]:
     """Layout 3: ``folder/<class>.h5`` with ``layer_0``, ``layer_1``, ``layer_2``, ``energy``."""
+    return _write_layer_files(folder, n_per_class, seed, calo_layer_events)
+
+
+def _write_layer_files(folder, n_per_class: int, seed: int, events) -> dict[str, Path]:
+    """``folder/<class>.h5`` per class of :data:`LAYER_CLASSES`, each with the datasets ``events(n, class, rng)``
+    returns; one generator for all classes, in that order."""
     rng = np.random.default_rng(seed)
     out = {}
     for name in LAYER_CLASSES:
         out[name] = Path(folder) / f"{name}.h5"
         with _atomic_h5(out[name]) as handle:
-            for key, value in calo_layer_events(n_per_class, name, rng).items():
+            for key, value in events(n_per_class, name, rng).items():
                 handle.create_dataset(key, data=value)
     return out
 
@@ -615,11 +621,4 @@ def calo_shower_events(n: int, particle: str, rng: np.random.Generator) -> dict[
 def write_calo_showers(folder: str | os.PathLike, n_per_class: int, seed: int = 0) -> dict[str, Path]:
     """Layout 3 like :func:`write_calo_layers` (``folder/<class>.h5`` with ``layer_0``, ``layer_1``,
     ``layer_2``, ``energy``), with the overlapping showers of :func:`calo_shower_events`."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in LAYER_CLASSES:
-        out[name] = Path(folder) / f"{name}.h5"
-        with _atomic_h5(out[name]) as handle:
-            for key, value in calo_shower_events(n_per_class, name, rng).items():
-                handle.create_dataset(key, data=value)
-    return out
+    return _write_layer_files(folder, n_per_class, seed, calo_shower_events)
