@@ -1,6 +1,7 @@
 """Test fixtures: the real CMS sample shipped in ``tests/data`` (see its README) and helpers."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.enviro
 # Keep TensorFlow quiet and single-threaded enough to share 2 cores with xdist.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def installed(*modules: str) -> bool:
+    """Whether every one of ``modules`` imports (an optional extra, e.g. export's onnx, tf2onnx, hls4ml)."""
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ built with the system g++. Tests of a format skip, saying why, where its library
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from tests._transfer_data import make_blob_dataset  # noqa: E402
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, installed
 from transfer.cli import main  # noqa: E402
 from transfer.deploy.export import FLOAT_TOLERANCE, export_model_files, parse_formats, read_test_events
 from transfer.run_folder import load_model  # noqa: E402
@@ -36,18 +35,9 @@ FAST = ["--batch-size", "32", "--patience", "0", "--verbose", "0", "--weights", 
 FIXED_POINT_TOLERANCE = 0.1
 
 
-def _installed(*modules) -> bool:
-    try:
-        for module in modules:
-            importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
-needs_onnx = pytest.mark.skipif(not _installed("onnx", "onnxruntime", "tf2onnx"),
+needs_onnx = pytest.mark.skipif(not installed("onnx", "onnxruntime", "tf2onnx"),
                                 reason=f"onnx/onnxruntime/tf2onnx not installed ({INSTALL_HINT})")
-needs_hls4ml = pytest.mark.skipif(not _installed("hls4ml") or shutil.which("g++") is None,
+needs_hls4ml = pytest.mark.skipif(not installed("hls4ml") or shutil.which("g++") is None,
                                   reason=f"hls4ml ({INSTALL_HINT}) or the system g++ is missing")
 
 

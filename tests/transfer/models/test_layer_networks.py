@@ -6,7 +6,6 @@ Real runs (``python -m transfer``) on real HDF5 files from :func:`imgen.arrays.s
 """
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -18,18 +17,10 @@ keras = pytest.importorskip("keras")
 from imgen.arrays import synth  # noqa: E402
 from transfer.cli import main  # noqa: E402
 from transfer.run_folder import load_model  # noqa: E402
+from tests.conftest import installed  # noqa: E402
 
 pytestmark = pytest.mark.slow
 NETWORKS = ("cnn3d", "rcnn")
-
-
-def _installed(*modules) -> bool:
-    try:
-        for module in modules:
-            importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +59,7 @@ def test_trains_above_chance_and_predicts_what_it_reported_after_loading(runs, n
     assert np.abs(scores - reported).max() < 1e-5
 
 
-@pytest.mark.skipif(not _installed("onnx", "onnxruntime", "tf2onnx"), reason="the export extra is not installed")
+@pytest.mark.skipif(not installed("onnx", "onnxruntime", "tf2onnx"), reason="the export extra is not installed")
 @pytest.mark.parametrize("name", NETWORKS)
 def test_onnx_export_reproduces_keras(runs, name, tmp_path):
     from transfer.deploy.export import FLOAT_TOLERANCE, export_model_files
