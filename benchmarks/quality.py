@@ -134,6 +134,20 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path})
 
 
+#: Array data kinds written as one file (or folder) per class: kind -> (writer in imgen.arrays.synth, events per
+#: class, seed, the class-name list in that module, a class's file in the folder, what it is).
+FOLDER_DATA = {
+    "layers": ("write_calo_layers", 1000, 3, "LAYER_CLASSES", "{}.h5", "three layers"),
+    "showers": ("write_calo_showers", 1000, 3, "LAYER_CLASSES", "{}.h5",
+                "overlapping e+/gamma/pi+ showers in three layers"),
+    "towers": ("write_trigger_towers", 1000, 2, "TOWER_CLASSES", "{}", "trigger towers (raw MeV)"),
+    "real1k": ("write_realistic_towers", 500, 1, "REALISTIC_TOWER_CLASSES", "{}",
+               "realistic towers (MeV, pileup)"),
+    "real2k": ("write_realistic_towers", 1000, 1, "REALISTIC_TOWER_CLASSES", "{}",
+               "realistic towers (MeV, pileup)"),
+}
+
+
 def make_data(kind: str, work: Path) -> tuple[list[str], str]:
     """The ``--data`` arguments for a data kind, made once under ``work``; and how they were made."""
     py = sys.executable
@@ -152,30 +166,13 @@ def make_data(kind: str, work: Path) -> tuple[list[str], str]:
         if not path.exists():
             arrays_synth.write_electron_photon_combined(path, 1500, seed=1)
         return [str(path)], "arrays_synth electron/photon, 1500/class, seed 1"
-    if kind == "layers":
-        folder = work / "layers"
+    if kind in FOLDER_DATA:
+        writer, per_class, seed, classes, file_name, what = FOLDER_DATA[kind]
+        folder = work / kind
         if not folder.exists():
-            arrays_synth.write_calo_layers(folder, 1000, seed=3)
-        return [f"{c}={folder / (c + '.h5')}" for c in arrays_synth.LAYER_CLASSES], \
-            "arrays_synth three layers, 1000/class, seed 3"
-    if kind == "showers":
-        folder = work / "showers"
-        if not folder.exists():
-            arrays_synth.write_calo_showers(folder, 1000, seed=3)
-        return [f"{c}={folder / (c + '.h5')}" for c in arrays_synth.LAYER_CLASSES], \
-            "arrays_synth overlapping e+/gamma/pi+ showers in three layers, 1000/class, seed 3"
-    if kind == "towers":
-        folder = work / "towers"
-        if not folder.exists():
-            arrays_synth.write_trigger_towers(folder, 1000, seed=2)
-        return [f"{c}={folder / c}" for c in arrays_synth.TOWER_CLASSES], \
-            "arrays_synth trigger towers (raw MeV), 1000/class, seed 2"
-    if kind in ("real1k", "real2k"):
-        folder, per_class = work / kind, 500 if kind == "real1k" else 1000
-        if not folder.exists():
-            arrays_synth.write_realistic_towers(folder, per_class, seed=1)
-        return [f"{c}={folder / c}" for c in arrays_synth.REALISTIC_TOWER_CLASSES], \
-            f"arrays_synth realistic towers (MeV, pileup), {per_class}/class, seed 1"
+            getattr(arrays_synth, writer)(folder, per_class, seed=seed)
+        return [f"{c}={folder / file_name.format(c)}" for c in getattr(arrays_synth, classes)], \
+            f"arrays_synth {what}, {per_class}/class, seed {seed}"
     raise ValueError(kind)
 
 
