@@ -36,6 +36,7 @@ from imgen.errors import ImgenError
 from imgen.events.inputs import URL_PATTERN, file_kind
 from imgen.output.manifest import MANIFEST_NAME, read_manifest
 from transfer.errors import TransferError
+from transfer.evaluation.metrics import SCORE_PREFIX
 
 #: Columns of the event table that say which event a row is, in output order (after ``scored`` and ``path``).
 IDENTITY_COLUMNS = ("source", "entry", "run", "luminosityBlock", "event")
@@ -143,14 +144,14 @@ def _empty_row(n_scores: int) -> dict:
 def _friend_block(location: str, source: str, rows: list[tuple[dict, dict]], n_scores: int) -> list[dict]:
     """One row per entry of the NanoAOD file at ``location``, the scored ones filled in from ``rows``
     ((manifest row, score row) pairs of images from that file)."""
-    runs, lumis, events = read_entry_ids(location)
+    keys = list(zip(*(ids.tolist() for ids in read_entry_ids(location))))   # (run, lumi, event) per entry
     full: dict[tuple[int, int, int], int] = {}
     by_event: dict[int, int] = {}
-    for i, key in enumerate(zip(runs.tolist(), lumis.tolist(), events.tolist())):
+    for i, key in enumerate(keys):
         full.setdefault(key, i)
         by_event[key[2]] = -1 if key[2] in by_event else i   # -1: the number repeats in the file
     block = []
-    for i, (run, lumi, event) in enumerate(zip(runs.tolist(), lumis.tolist(), events.tolist())):
+    for i, (run, lumi, event) in enumerate(keys):
         row = _empty_row(n_scores)
         row.update(source=source, entry=i, run=run, luminosityBlock=lumi, event=event)
         block.append(row)
@@ -175,7 +176,7 @@ def _friend_block(location: str, source: str, rows: list[tuple[dict, dict]], n_s
 
 def image_events(scores) -> EventTable:
     """The :data:`IDENTIFIERS` entry of runs trained on images (module docstring)."""
-    score_columns = [c for c in scores.columns if c.startswith("score_")]
+    score_columns = [c for c in scores.columns if c.startswith(SCORE_PREFIX)]
     roots: dict[Path, Path | None] = {}
     manifests: dict[Path, dict[str, tuple[int, dict]]] = {}
     found: dict[tuple[Path, str], list[tuple[tuple[int, int], dict, dict]]] = {}
@@ -271,7 +272,7 @@ def array_events(scores) -> EventTable:
     """The :data:`IDENTIFIERS` entry of runs trained on arrays: ``file#row`` paths, in predict's order."""
     import h5py
 
-    score_columns = [c for c in scores.columns if c.startswith("score_")]
+    score_columns = [c for c in scores.columns if c.startswith(SCORE_PREFIX)]
     ids: dict[str, dict[str, list | None]] = {}
     rows = []
     for record in scores.to_dict("records"):
