@@ -36,17 +36,17 @@ def _interval(values: list, level: float):
 
 
 def _macro_auc(y, scores, n_classes: int, weights=None):
+    """The signal's AUC for two classes, the mean one-vs-rest AUC for more (weighted with ``weights``); None
+    when no class has both its events and others."""
     from sklearn.metrics import roc_auc_score
 
-    if weights is not None:
-        from transfer.evaluation.physics import weighted_auc
+    from transfer.evaluation.physics import weighted_auc
 
-        aucs = [weighted_auc(y == k, scores[:, k], weights) for k in ([1] if n_classes == 2 else range(n_classes))
-                if 0 < (y == k).sum() < len(y)]
-        return float(np.mean(aucs)) if aucs else None
-    if n_classes == 2:
-        return float(roc_auc_score(y == 1, scores[:, 1])) if 0 < (y == 1).sum() < len(y) else None
-    aucs = [roc_auc_score(y == k, scores[:, k]) for k in range(n_classes) if 0 < (y == k).sum() < len(y)]
+    def auc(truth, score):
+        return roc_auc_score(truth, score) if weights is None else weighted_auc(truth, score, weights)
+
+    aucs = [auc(y == k, scores[:, k]) for k in ([1] if n_classes == 2 else range(n_classes))
+            if 0 < (y == k).sum() < len(y)]
     return float(np.mean(aucs)) if aucs else None
 
 
