@@ -347,7 +347,8 @@ class ImageSource(DataSource):
         if choice in NAMED and not any((r.get(WEIGHT_COLUMNS[1]) or "") == choice for r in rows):
             redo = ("re-render it with python -m imgen from NanoAOD files with a genWeight branch (simulation)"
                     if choice == "genWeight" else "re-render it with python -m imgen from CMS JSON files with xsec")
-            had = "no weight column (written before imgen recorded weights)" if column not in header else                 f"weight_source {sorted({r.get(WEIGHT_COLUMNS[1]) or '(empty)' for r in rows})}"
+            had = ("no weight column (written before imgen recorded weights)" if column not in header else
+                   f"weight_source {sorted({r.get(WEIGHT_COLUMNS[1]) or '(empty)' for r in rows})}")
             raise TransferError(f"{manifest}: --event-weight {choice}: the manifest records no {choice} weights "
                                 f"({had}); {redo}, or use --event-weight none")
         if column not in header:
