@@ -114,7 +114,7 @@ def test_two_runs_building_one_toy_cms_backbone_share_it(tmp_path):
     render_files([tmp_path / "json"], tmp_path / "images", size=16, workers=1)
     env = {"KERAS_HOME": str(tmp_path / "keras"), "HEPVISION_TOY_CMS_EVENTS": "12", "HEPVISION_TOY_CMS_EPOCHS": "1"}
     args = ["--data", tmp_path / "images", "--backbone", "mlp", "--weights", "toy-cms", "--image-size", "16",
-            "--epochs", "1", "--fine-tune", "full", "--fine-tune-epochs", "1", "--patience", "0", "--verbose", "0",
+            "--epochs", "1", "--fine-tune-epochs", "1", "--patience", "0", "--verbose", "0",
             "--baseline", "none"]
     runs = [_transfer(*args, "--out", tmp_path / name, env=env) for name in ("one", "two")]
     results = [_finish(run) for run in runs]

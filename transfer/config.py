@@ -42,6 +42,8 @@ PRECISIONS = ("auto", "bf16", "fp16", "off", "on")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 #: Keys a run writes into config.yaml as a record; ignored when read back.
 #: Options that may be a list in a YAML file (several values); every other option takes one value.
+#: Options whose ``None`` means "decided later": augmentation by the data kind, the layers opened by the network.
+AUTO_WHEN_NONE = ("augment_on_the_fly", "unfreeze")
 LIST_OPTIONS = ("data", "image_size", "classes", "split", "train_fraction", "x_key", "channels")
 RECORDED_KEYS = ("weights_used", "weights_reason", "weights_file", "hepvision_version", "created", "fold",
                  "train_fraction_run")
@@ -121,10 +123,11 @@ class TrainConfig:
         help="after training the head on the frozen backbone: stop (frozen), open the top --unfreeze layers "
              "(partial) or all layers (full) and train on at the lower learning rate; the BatchNorm layers of "
              "pretrained backbones stay frozen and in inference mode ({default})")
-    unfreeze: int = option(
-        4, group="training", metavar="N",
+    unfreeze: Optional[int] = option(
+        None, group="training", metavar="N",
         help="partial: number of top backbone layers with weights to open, counted from the output down, "
-             "BatchNorm layers not counted (VGG19: 4 = block5) ({default})")
+             "BatchNorm layers not counted (VGG19: 4 = block5) (default: 4, or every one of a network that has "
+             "fewer, such as mlp or rcnn; a larger N given is refused)")
     fine_tune_lr_factor: float = option(
         0.1, group="training", metavar="F", help="fine-tuning learning rate = --lr x F ({default})")
     optimizer: str = option("adam", group="training", metavar="NAME", help="one of {optimizers} ({default})")
@@ -285,11 +288,12 @@ class TrainConfig:
         self.out = None if self.out in (None, "") else str(self.out)
         for name in ("unfreeze", "epochs", "fine_tune_epochs", "batch_size", "head_units",
                      "patience", "seed", "verbose", "folds"):
-            setattr(self, name, _as_int(name, getattr(self, name)))
+            if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
+                setattr(self, name, _as_int(name, getattr(self, name)))
         for name in ("fine_tune_lr_factor", "lr", "dropout"):
             setattr(self, name, _as_float(name, getattr(self, name)))
         for name in ("feature_cache", "augment_on_the_fly", "overwrite", "crop", "strict"):
-            if name != "augment_on_the_fly" or self.augment_on_the_fly is not None:  # None: auto
+            if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
                 setattr(self, name, _as_bool(name, getattr(self, name)))
         self.weights = "none" if self.weights is None else str(self.weights)
         self.image_size = parse_image_size(self.image_size)
@@ -329,7 +333,8 @@ class TrainConfig:
         _check_range("dropout", self.dropout, low=0.0, high=1.0)
         for name, low in (("unfreeze", 1), ("epochs", 1), ("fine_tune_epochs", 0), ("batch_size", 1),
                           ("head_units", 0), ("patience", 0)):
-            _check_range(name, getattr(self, name), low=low)
+            if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
+                _check_range(name, getattr(self, name), low=low)
 
     @property
     def uses_feature_cache(self) -> bool:

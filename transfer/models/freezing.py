@@ -6,6 +6,9 @@ import keras
 
 from transfer.errors import TransferError
 
+#: ``--unfreeze`` not given: the top 4 layers with weights (VGG19's block 5), or all of a network with fewer.
+DEFAULT_UNFREEZE = 4
+
 
 def is_batch_norm(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
@@ -26,14 +29,17 @@ def weighted_layers(backbone: keras.Model, freeze_batch_norm: bool = True) -> li
     return found
 
 
-def layers_to_unfreeze(backbone: keras.Model, mode: str, unfreeze: int = 0,
+def layers_to_unfreeze(backbone: keras.Model, mode: str, unfreeze: int | None = None,
                        freeze_batch_norm: bool = True) -> list:
-    """The layers a fine-tuning ``mode`` (frozen, partial, full) opens; checks ``unfreeze``."""
+    """The layers a fine-tuning ``mode`` (frozen, partial, full) opens; checks ``unfreeze`` (``None``: the
+    default, :data:`DEFAULT_UNFREEZE` or every layer of a smaller network; a number given must fit)."""
     if mode == "frozen":
         return []
     candidates = weighted_layers(backbone, freeze_batch_norm)
     if mode == "full":
         return candidates
+    if unfreeze is None:
+        return candidates[-DEFAULT_UNFREEZE:]
     if unfreeze > len(candidates):
         raise TransferError(f"--unfreeze {unfreeze}: backbone {backbone.name!r} has only "
                             f"{len(candidates)} layers with weights"
@@ -42,11 +48,12 @@ def layers_to_unfreeze(backbone: keras.Model, mode: str, unfreeze: int = 0,
     return candidates[-unfreeze:]
 
 
-def set_trainable(backbone: keras.Model, mode: str, unfreeze: int = 0, freeze_batch_norm: bool = True) -> list[str]:
+def set_trainable(backbone: keras.Model, mode: str, unfreeze: int | None = None,
+                  freeze_batch_norm: bool = True) -> list[str]:
     """Freeze ``backbone`` except what ``mode`` opens; BatchNorm stays frozen unless told otherwise.
 
     ``mode``: ``"frozen"`` (nothing), ``"partial"`` (the top ``unfreeze``
-    layers with weights, see :func:`weighted_layers`) or ``"full"`` (every
+    layers with weights, see :func:`weighted_layers`; ``None``: the default) or ``"full"`` (every
     layer but BatchNorm). ``freeze_batch_norm=False`` (backbones trained from
     scratch) counts and opens BatchNorm layers like the others. Returns the
     names of the opened layers. Recompile the model afterwards.

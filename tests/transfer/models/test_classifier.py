@@ -4,6 +4,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from transfer.config import TrainConfig  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.models.backbones import BACKBONES, BackboneSpec, classifier_as_backbone, get_backbone, register_backbone
 from transfer.models.classifier import build_transfer_model, export_model
@@ -99,6 +100,16 @@ def test_partial_and_full_unfreezing_open_exactly_the_layers_and_never_batchnorm
     assert set_trainable(backbone, "frozen") == [] and backbone.trainable_weights == []
     with pytest.raises(TransferError, match="--unfreeze 60.*only 53 layers"):
         set_trainable(backbone, "partial", 60)
+    assert set_trainable(backbone, "partial") == [layer.name for layer in candidates[-4:]]   # not given: 4
+
+
+def test_unfreeze_not_given_opens_every_layer_of_a_network_with_fewer_than_four_but_a_given_number_must_fit():
+    inputs = keras.Input((8,))
+    two = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(5)(inputs)), name="two_dense")
+    assert set_trainable(two, "partial") == [layer.name for layer in two.layers[1:]]
+    assert TrainConfig(data="x", backbone="mlp").unfreeze is None
+    with pytest.raises(TransferError, match="--unfreeze 3: backbone 'two_dense' has only 2 layers"):
+        set_trainable(two, "partial", 3)
 
 
 def test_compact_classifiers_can_be_registered_as_backbones(tmp_path):
