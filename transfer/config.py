@@ -176,15 +176,16 @@ class TrainConfig:
         help="seed of the split, shuffling, augmentation and initialisation ({default})")
     feature_cache: bool = option(
         True, group="training",
-        help="frozen stage: compute the backbone's outputs once and train the head on them (off with "
-             "--augment-on-the-fly) (default: on)")
+        help="frozen stage: compute the backbone's outputs once and train the head on them (not where the head "
+             "stage is augmented on the fly) (default: on)")
     augment_on_the_fly: Optional[bool] = option(
         None, group="data",
         help="light physics augmentation of training images, drawn on the fly: random roll along phi, flips "
-             "eta->-eta and phi->-phi. Turns the frozen-stage feature cache off, so the head stage is much "
-             "slower. HDF5 arrays: on the axes their dims attribute names (e.g. event, eta, phi), the roll only "
-             "along a periodic phi kept whole (default: on for networks trained from scratch on eta-phi images "
-             "rendered by imgen or on arrays whose files name a periodic phi axis, off otherwise)")
+             "eta->-eta and phi->-phi; on: in every stage (a pretrained backbone's head stage then trains on images, "
+             "not cached features: slower). HDF5 arrays: on the axes their dims attribute names (e.g. event, eta, "
+             "phi), the roll only along a periodic phi kept whole (default, on eta-phi images rendered by imgen or "
+             "arrays whose files name a periodic phi axis: every stage from scratch and, for a pretrained "
+             "backbone, every stage up to 2000 training events, the fine-tuning stage above; off on other data)")
     backend: Optional[str] = option(
         None, group="hardware", choices=tuple(BACKENDS),
         help="the Keras backend: tensorflow, jax (GPU nodes without TensorFlow; several processes) or torch "
@@ -335,11 +336,6 @@ class TrainConfig:
                           ("head_units", 0), ("patience", 0)):
             if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
                 _check_range(name, getattr(self, name), low=low)
-
-    @property
-    def uses_feature_cache(self) -> bool:
-        """The frozen stage trains the head on cached backbone outputs (never with augmentation)."""
-        return self.feature_cache and not self.augment_on_the_fly  # auto (None) never augments a frozen stage
 
     @property
     def data_items(self) -> list[str]:

@@ -12,8 +12,6 @@ def test_defaults_and_normalisation():
     assert config.split == (0.7, 0.2, 0.1)
     assert config.classes == ["b", "a"]
     assert TrainConfig(data="x", image_size=64).image_size == (64, 64)
-    assert config.uses_feature_cache
-    assert not TrainConfig(data="x", augment_on_the_fly=True).uses_feature_cache
 
 
 @pytest.mark.parametrize("options, words", [

@@ -116,6 +116,9 @@ def report_markdown(metrics: dict, class_names: list[str]) -> str:
         *training,
         _data_row(metrics),
     ]
+    if metrics.get("augmented_stages"):
+        lines.append("| augmented on the fly | phi roll and eta, phi flips in the "
+                     + ", ".join(metrics["augmented_stages"]) + " stage(s) |")
     if metrics.get("class_weight"):
         lines.append("| class weights (balanced) | " + ", ".join(
             f"{c} {w:.3g}" for c, w in metrics["class_weight"].items()) + " |")

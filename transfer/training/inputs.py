@@ -6,6 +6,9 @@ import numpy as np
 
 from transfer.data import DataView
 
+#: ``--augment-on-the-fly`` unset: a pretrained backbone's head stage is augmented (on images, not cached features)
+#: up to this many training events, where it helps most and costs least (:func:`augmented_stages`).
+AUTO_AUGMENT_HEAD_EVENTS = 2000
 #: ``--class-weight auto`` weights the classes (balanced) when the largest has this many times the smallest's events.
 AUTO_CLASS_WEIGHT_RATIO = 1.5
 
@@ -33,13 +36,25 @@ def _balanced_weight_sums(mode: str, labels, num_classes: int, weights: np.ndarr
     return {k: float(sums.sum() / (num_classes * s)) if s > 0 else 1.0 for k, s in enumerate(sums)}
 
 
-def resolve_augment(requested: bool | None, view: DataView, from_scratch: bool) -> bool:
-    """``--augment-on-the-fly``; unset (auto): on for a network trained from scratch on full-azimuth eta-phi
-    images that ``imgen`` rendered (phi rotations and eta, phi flips are symmetries of those events, and
-    they are what lets a small network trained from scratch generalise from a few thousand images)."""
+def augmented_stages(requested: bool | None, view: DataView, from_scratch: bool) -> tuple[str, ...]:
+    """The training stages whose batches ``--augment-on-the-fly`` augments (phi rolls, eta and phi flips).
+
+    On (``True``): every stage (a head stage on images, so no feature cache). Off: none. Unset (auto), on
+    full-azimuth eta-phi images that ``imgen`` rendered or arrays whose files name a periodic phi axis (their
+    symmetries hold): every stage of a network trained from scratch, and of a pretrained backbone fine-tuned on
+    up to :data:`AUTO_AUGMENT_HEAD_EVENTS` training events; on more, the fine-tuning stage only, so that the head
+    trains on cached features. Fine-tuning MobileNetV2 pretrained on generated events on 73 and 245 events of a
+    32 px sample, augmenting both stages added 0.004-0.043 test AUC against no augmentation (four of four cases),
+    the fine-tuning stage alone 0-0.017 (README, Pretraining on simulated events).
+    """
+    stages = ("from-scratch",) if from_scratch else ("head", "fine-tune")
     if requested is not None:
-        return bool(requested)
-    return from_scratch and bool(getattr(view, "is_event_image", False))
+        return stages if requested else ()
+    if not getattr(view, "is_event_image", False):
+        return ()
+    if from_scratch or len(view.labels("train")) <= AUTO_AUGMENT_HEAD_EVENTS:
+        return stages
+    return ("fine-tune",)
 
 
 def balanced_class_weights(labels, num_classes: int) -> dict[int, float]:

@@ -38,7 +38,7 @@ from transfer.evaluation.report import write_run_report
 from transfer.files import staged_folder
 from transfer.training.devices import hardware, keras_session, open_distribution, start_backend, writes_results
 from transfer.training.features import feature_key
-from transfer.training.inputs import resolve_augment, resolve_class_weight
+from transfer.training.inputs import augmented_stages, resolve_class_weight
 from transfer.training.plan import ExperimentPlan, RunPlan, output_folder, plan_run
 from transfer.training.stages import Stages
 from transfer.weights import ResolvedWeights
@@ -213,7 +213,7 @@ def _train_in(staging: Path | None, plan: RunPlan, distribution) -> RunResult:
     normalized = not spec.pretrained
     class_weight = resolve_class_weight(config.class_weight, view.labels("train"), len(view.class_names),
                                         view.weights("train"))
-    augment = resolve_augment(config.augment_on_the_fly, view, from_scratch)
+    augment = augmented_stages(config.augment_on_the_fly, view, from_scratch)
     context = {"num_classes": len(view.class_names), "data_kind": view.kind, "scale": getattr(config, "scale", None),
                "optimizer": config.optimizer, "lr": config.lr, "batch_norm": _has_batch_norm(parts.backbone),
                "random_frozen_backbone": False}
@@ -268,8 +268,8 @@ def _train_in(staging: Path | None, plan: RunPlan, distribution) -> RunResult:
         "input_normalization": "per-channel standardisation inside the model (training-split mean and std)"
                                if normalized else None,
         "input_statistics": stats,
-        "feature_cache": config.uses_feature_cache and not from_scratch,
-        "augment_on_the_fly": augment,
+        "feature_cache": stages.uses_feature_cache and not from_scratch,
+        "augment_on_the_fly": bool(augment), "augmented_stages": list(augment),
         "class_weight": None if class_weight is None else {view.class_names[k]: w for k, w in class_weight.items()},
         "event_weight": config.event_weight,
         "opened_layers": opened, "parameters": int(parts.model.count_params()), "best": stages.best,

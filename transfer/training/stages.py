@@ -80,12 +80,14 @@ def start_head_stage(parts, train_features: Callable[[], np.ndarray], distributi
 class Stages:
     """The training stages of one run, and what they leave: epoch records, best val_loss, timing.
 
-    ``view`` gives the batches: the training split shuffled every epoch (``augment``: with the on-the-fly
-    symmetries), split between the processes of a data-parallel job, and the validation split whole.
+    ``view`` gives the batches: the training split shuffled every epoch (with the on-the-fly symmetries in the
+    stages named in ``augment``, see :func:`transfer.training.inputs.augmented_stages`), split between the
+    processes of a data-parallel job, and the validation split whole.
     """
 
-    def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, distribution, view: DataView, augment: bool,
-                 timing: dict, class_weight: dict | None = None, context: dict | None = None):
+    def __init__(self, config: TrainConfig, spec: BackboneSpec, parts, distribution, view: DataView,
+                 augment: tuple[str, ...], timing: dict, class_weight: dict | None = None,
+                 context: dict | None = None):
         self.config, self.spec, self.parts, self.distribution = config, spec, parts, distribution
         self.view, self.timing, self.class_weight = view, timing, class_weight
         self.n_train = len(view.labels("train"))
@@ -95,7 +97,8 @@ class Stages:
         self.train_weights = None if events is None else loss_weights(events, view.labels("train"), class_weight)
         self.fit_class_weight = class_weight if self.train_weights is None else None
         self.val_weights = None if val_events is None else np.abs(val_events)
-        self.train_images = self._train_batches(view, augment)
+        self.augment = tuple(augment)
+        self._train_sets = {}   # augmented? -> the training batches
         self.val_images = view.dataset("validation", config.batch_size)
         self.KeepBest, self.EpochRecorder, self.Validation = keras_callbacks()
         self.val_labels, self.context = view.labels("validation"), dict(context or {})
@@ -103,10 +106,25 @@ class Stages:
         self.rows: list[dict] = []
         self.keeper = None
         self.schedules: dict[str, str] = {}   # stage -> --lr-schedule used
-        self.steps_per_epoch = len(self.train_images)   # what a schedule counts in
+        # what a schedule counts in (the same for either kind of batches); built now, so that a batch size too
+        # large or augmentation the data cannot have stops the run before training
+        self.steps_per_epoch = len(self.train_batches(self.augment[0] if self.augment else ""))
         self.best: dict = {}
         #: ``feature_key(split)`` for features shared across runs (transfer.training.features), or None.
         self.feature_key = None
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        """The head stage trains on the frozen backbone's outputs computed once (``--feature-cache``), unless
+        its events are augmented on the fly."""
+        return self.config.feature_cache and "head" not in self.augment
+
+    def train_batches(self, stage: str):
+        """The shuffled training batches of ``stage``: augmented on the fly if it is one of ``self.augment``."""
+        augment = stage in self.augment
+        if augment not in self._train_sets:
+            self._train_sets[augment] = self._train_batches(self.view, augment)
+        return self._train_sets[augment]
 
     def _train_batches(self, view: DataView, augment: bool):
         dist = self.distribution
@@ -191,8 +209,8 @@ class Stages:
             layer.trainable = True
             if is_batch_norm(layer) and layer.momentum > BN_MOMENTUM:
                 layer.momentum = BN_MOMENTUM
-        epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_images, self.val_images,
-                           config.epochs, self.KeepBest())
+        epochs = self._fit(self.parts.model, config.lr, "from-scratch", self.train_batches("from-scratch"),
+                           self.val_images, config.epochs, self.KeepBest())
         self.timing["from_scratch_stage_s"] = time.perf_counter() - started
         self.timing["from_scratch_events_per_s"] = self.n_train * epochs / self.timing["from_scratch_stage_s"]
         self.best = {"stage": "from-scratch", "epoch": (self.keeper.where or 0) + 1, "val_loss": self.keeper.best}
@@ -206,7 +224,7 @@ class Stages:
         train_features = start_head_stage(parts, lambda: self._features("train", unshuffled), dist)
         _warn_if_constant(train_features, self.spec.name, weights_used)
         self.context["random_frozen_backbone"] = weights_used == "none"
-        if config.uses_feature_cache:
+        if self.uses_feature_cache:
             val_features = self._features("validation", self.val_images)
             self.timing["feature_extraction_s"] = time.perf_counter() - started
             target = parts.head
@@ -215,7 +233,7 @@ class Stages:
                                          sample_weight=self.train_weights)
             val_data = feature_dataset(val_features, y_val, config.batch_size, False, config.seed)
         else:
-            target, train_data, val_data = parts.model, self.train_images, self.val_images
+            target, train_data, val_data = parts.model, self.train_batches("head"), self.val_images
         epochs = self._fit(target, config.lr, "head", train_data, val_data, config.epochs, self.KeepBest())
         self.timing["head_stage_s"] = time.perf_counter() - started
         self.timing["head_stage_images_per_s"] = len(y_train) * epochs / self.timing["head_stage_s"]
@@ -238,10 +256,11 @@ class Stages:
         rate = config.lr * config.fine_tune_lr_factor
         shown = ", ".join(opened) if len(opened) <= 4 else f"{opened[0]}, ..., {opened[-1]}"
         frozen_bn = any(is_batch_norm(layer) for layer in parts.backbone.layers)
-        log.info("fine-tuning %d backbone layer(s) (%s) at learning rate %g%s", len(opened), shown, rate,
-                 ", BatchNorm layers frozen in inference mode" if frozen_bn else "")
-        self._fit(parts.model, rate, "fine-tune", self.train_images, self.val_images, config.fine_tune_epochs,
-                  keeper)
+        log.info("fine-tuning %d backbone layer(s) (%s) at learning rate %g%s%s", len(opened), shown, rate,
+                 ", BatchNorm layers frozen in inference mode" if frozen_bn else "",
+                 ", training events augmented on the fly" if "fine-tune" in self.augment else "")
+        self._fit(parts.model, rate, "fine-tune", self.train_batches("fine-tune"), self.val_images,
+                  config.fine_tune_epochs, keeper)
         self.timing["fine_tune_stage_s"] = time.perf_counter() - started
         if keeper.where is not None:
             self.best = {"stage": "fine-tune", "epoch": keeper.where + 1, "val_loss": keeper.best}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from imgen.arrays import synth
+from tests._transfer_data import make_blob_dataset
 from transfer.config import TrainConfig
 from transfer.data import open_data
 from transfer.data.batches import physics_augment, symmetry_augment
@@ -78,3 +79,23 @@ def test_array_augmentation_follows_the_files_dims_and_periodic_attributes(reali
     assert bare.augmentation() is None and not bare.is_event_image
     with pytest.raises(TransferError, match="dims"):
         bare.dataset("train", 8, augment=True)
+
+
+def test_auto_augments_every_stage_on_symmetric_data_and_a_large_pretrained_run_keeps_its_head_cache(
+        realistic, tmp_path, monkeypatch):
+    from transfer.training import inputs
+    from transfer.training.inputs import augmented_stages
+
+    symmetric = _view(realistic)
+    for requested, from_scratch, stages in ((None, True, ("from-scratch",)), (None, False, ("head", "fine-tune")),
+                                            (True, False, ("head", "fine-tune")), (True, True, ("from-scratch",)),
+                                            (False, True, ()), (False, False, ())):
+        assert augmented_stages(requested, symmetric, from_scratch) == stages, (requested, from_scratch)
+    n_train = len(symmetric.labels("train"))
+    monkeypatch.setattr(inputs, "AUTO_AUGMENT_HEAD_EVENTS", n_train - 1)   # more events than the rule's limit
+    assert augmented_stages(None, symmetric, False) == ("fine-tune",)
+    assert augmented_stages(None, symmetric, True) == ("from-scratch",)
+    assert augmented_stages(True, symmetric, False) == ("head", "fine-tune")
+    make_blob_dataset(tmp_path / "blobs", per_class=5, size=16)   # plain pictures: no symmetry to draw from
+    plain = open_data(TrainConfig(data=str(tmp_path / "blobs"), backbone="smallcnn")).view()
+    assert augmented_stages(None, plain, True) == augmented_stages(None, plain, False) == ()

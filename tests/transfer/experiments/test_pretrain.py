@@ -99,6 +99,10 @@ def test_fine_tuning_from_pretrained_weights_keeps_batchnorm_in_inference_mode(p
     assert metrics["training"] == "two-stage transfer" and metrics["weights_used"] == "run"
     assert "imgen.synth" in metrics["weights_pretrained_on"]
     assert "pretrained on imgen.synth" in (result.out_dir / "report.md").read_text()
+    # a small sample of event images: both stages on images rolled and flipped on the fly (auto), no feature cache
+    assert not metrics["feature_cache"] and metrics["augmented_stages"] == ["head", "fine-tune"]
+    assert "augmented on the fly | phi roll and eta, phi flips in the head, fine-tune stage(s)" in \
+        (result.out_dir / "report.md").read_text()
     assert result.opened_layers and not any("batch_normalization" in name for name in result.opened_layers)
     model = keras.saving.load_model(result.out_dir / "model.keras", compile=False)
     assert any(isinstance(layer, InferenceMode) for layer in model.layers)
