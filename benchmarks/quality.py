@@ -42,10 +42,11 @@ Numbers depend on the machine only through time: the seeds are fixed.
 ``pretrain``'s defaults (the generator's three processes, seed 42, 2000 events
 each) is fine-tuned on a small *target* sample, against the same network from
 random weights and against the matched baseline, at three training-set sizes
-(``--train-fraction 0.1,0.3,1``; same validation and test events). There are
+(``--train-fraction 0.03,0.1,1``; same validation and test events). There are
 no real CMS images here, so the target is another sample of the generator:
 seeded differently (2026) and configured differently (two processes, TTjets
-against Wjets, 400 events each, rendered by ``python -m imgen``). It measures
+against Wjets, 1,500 events each, rendered by ``python -m imgen``; 273 test
+events, so that the intervals tell a few hundredths apart). It measures
 what pretraining on one simulated sample gives on a disjoint, smaller one of
 the same physics, not the gain on real data, where detector effects differ.
 
@@ -102,8 +103,8 @@ GRID_CASES = {
 #: The pretraining comparison: network, size, target sample (classes, events per class, seed) and fractions.
 PRETRAIN_BACKBONE = "mobilenetv2"
 PRETRAIN_SIZE = 32
-TARGET_CLASSES, TARGET_EVENTS, TARGET_SEED = "TTjets,Wjets", 400, 2026
-FRACTIONS = "0.1,0.3,1"
+TARGET_CLASSES, TARGET_EVENTS, TARGET_SEED = "TTjets,Wjets", 1500, 2026
+FRACTIONS = "0.03,0.1,1"
 
 
 def build_parser() -> argparse.ArgumentParser:
