@@ -129,12 +129,14 @@ def _image_inputs(view, seed: int) -> BaselineInputs:
     labels = {split: view.labels(split) for split in ("train", "validation", "test")}
     rows_of = {split: view.splits[split] for split in labels}
     reason = "the folder has no manifest with source events"
+    meant = False   # imgen rendered these images from events their manifest names
     if images.sources is not None and all(images.sources) and all(images.events):
         try:
             imgen_config = read_imgen_config(images.root)
             if imgen_config is None:
                 reason = f"{images.root} has no imgen-config.json (how the events were selected and drawn)"
             else:
+                meant = True
                 settings = rendering_settings(imgen_config)
                 features = {split: features_of_sources(
                     [(images.sources[i], images.events[i]) for i in view.splits[split]], images.root, settings)
@@ -143,7 +145,10 @@ def _image_inputs(view, seed: int) -> BaselineInputs:
                                       f"({', '.join(FEATURE_NAMES)})", list(FEATURE_NAMES), rows_of)
         except ImgenError as exc:
             reason = str(exc)
-    log.info("baseline on downsampled pixels: %s", reason)
+    # imgen's images whose events cannot be read (a folder moved without them) change what the network is
+    # compared with: trees on pixels are far weaker than on the events' physics objects
+    (log.warning if meant else log.info)(
+        "baseline on downsampled pixels%s: %s", ", not on the events' physics objects" if meant else "", reason)
     features = {split: _pixel_features([images.root / images.files[i] for i in view.splits[split]])
                 for split in labels}
     return BaselineInputs(features, labels, f"pixels averaged down to at most {PIXEL_SIDE}x{PIXEL_SIDE} "

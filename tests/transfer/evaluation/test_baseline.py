@@ -119,7 +119,25 @@ def test_image_baseline_reads_the_source_events_of_each_split(tmp_path):
         assert direct.shape[0] == len(result.labels["test"]) == len(test_rows)
 
 
-def test_plain_image_folder_gets_a_pixel_baseline_and_says_why(tmp_path):
+def test_images_moved_without_their_events_get_a_pixel_baseline_with_a_warning(tmp_path, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    generate(tmp_path / "events", events=20, seed=2)
+    render_files([tmp_path / "events"], tmp_path / "images", size=16, workers=1, seed=3)
+    moved = tmp_path / "elsewhere" / "images"
+    shutil.copytree(tmp_path / "images", moved)
+    shutil.rmtree(tmp_path / "events")   # the manifest still names the event files
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with open_data(TrainConfig(data=str(moved), backbone="smallcnn")) as source, \
+            caplog.at_level(logging.INFO, logger="transfer.evaluation.baseline"):
+        result = run_baseline(source.view(), seed=0)
+    assert result.description.startswith("pixels averaged") and "is not found" in result.description
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "transfer.evaluation.baseline"]
+    assert len(warned) == 1 and "not on the events' physics objects" in warned[0].getMessage()
+
+
+def test_plain_image_folder_gets_a_pixel_baseline_and_says_why(tmp_path, caplog):
     from tests._transfer_data import make_blob_dataset
 
     root = make_blob_dataset(tmp_path / "blobs", per_class=15, size=24)
@@ -127,6 +145,7 @@ def test_plain_image_folder_gets_a_pixel_baseline_and_says_why(tmp_path):
         result = run_baseline(source.view(), seed=0)
     assert result.description.startswith("pixels averaged")
     assert "imgen-config.json" in result.description
+    assert not [r for r in caplog.records if r.levelno >= 30 and r.name == "transfer.evaluation.baseline"]  # nothing was meant to be read: no warning
     accuracy = (result.scores["test"].argmax(1) == result.labels["test"]).mean()
     assert accuracy > 0.5  # blobs at different places: the pixels separate them
 
