@@ -30,7 +30,7 @@ def build_pretrain_parser(prog: str = "python -m transfer pretrain") -> argparse
                f"  {prog} --backbone resnet15 --task process+bjets --events 5000 --out runs/pretrain-r15\n"
                f"  {prog} --backbone cnn --data big_simulation/ --image-size 64 --out runs/pretrain-cnn\n\n"
                f"The defaults ({DEFAULT_EVENTS} events per process, {DEFAULT_IMAGE_SIZE} px, {DEFAULT_EPOCHS} "
-               "epochs) took MobileNetV2 10 minutes on 2 CPU cores at 32 px (64 px: about four times that), minutes "
+               "epochs) took MobileNetV2 25 minutes on 2 CPU cores (10 at 32 px), minutes "
                "on a GPU, which is used where there is one; fewer epochs train faster and transfer worse (README, "
                "Pretraining on simulated events).\n"
                "--weights toy-cms builds such a backbone at the run's --image-size into $KERAS_HOME/models/"
