@@ -40,11 +40,11 @@ AUTO_ON_OFF = ("auto", "on", "off")
 #: ``--mixed-precision``: ``on`` is the former name of fp16.
 PRECISIONS = ("auto", "bf16", "fp16", "off", "on")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
-#: Keys a run writes into config.yaml as a record; ignored when read back.
 #: Options that may be a list in a YAML file (several values); every other option takes one value.
+LIST_OPTIONS = ("data", "image_size", "classes", "split", "train_fraction", "x_key", "channels")
 #: Options whose ``None`` means "decided later": augmentation by the data kind, the layers opened by the network.
 AUTO_WHEN_NONE = ("augment_on_the_fly", "unfreeze")
-LIST_OPTIONS = ("data", "image_size", "classes", "split", "train_fraction", "x_key", "channels")
+#: Keys a run writes into config.yaml as a record; ignored when read back.
 RECORDED_KEYS = ("weights_used", "weights_reason", "weights_file", "hepvision_version", "created", "fold",
                  "train_fraction_run")
 
@@ -289,12 +289,12 @@ class TrainConfig:
         self.out = None if self.out in (None, "") else str(self.out)
         for name in ("unfreeze", "epochs", "fine_tune_epochs", "batch_size", "head_units",
                      "patience", "seed", "verbose", "folds"):
-            if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
+            if self._decided(name):
                 setattr(self, name, _as_int(name, getattr(self, name)))
         for name in ("fine_tune_lr_factor", "lr", "dropout"):
             setattr(self, name, _as_float(name, getattr(self, name)))
         for name in ("feature_cache", "augment_on_the_fly", "overwrite", "crop", "strict"):
-            if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
+            if self._decided(name):
                 setattr(self, name, _as_bool(name, getattr(self, name)))
         self.weights = "none" if self.weights is None else str(self.weights)
         self.image_size = parse_image_size(self.image_size)
@@ -334,8 +334,13 @@ class TrainConfig:
         _check_range("dropout", self.dropout, low=0.0, high=1.0)
         for name, low in (("unfreeze", 1), ("epochs", 1), ("fine_tune_epochs", 0), ("batch_size", 1),
                           ("head_units", 0), ("patience", 0)):
-            if name not in AUTO_WHEN_NONE or getattr(self, name) is not None:
+            if self._decided(name):
                 _check_range(name, getattr(self, name), low=low)
+
+    def _decided(self, name: str) -> bool:
+        """Whether option ``name`` has a value to check: every option but those left to later (``None`` in
+        :data:`AUTO_WHEN_NONE`)."""
+        return name not in AUTO_WHEN_NONE or getattr(self, name) is not None
 
     @property
     def data_items(self) -> list[str]:

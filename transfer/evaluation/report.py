@@ -302,8 +302,9 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
     if len(class_names) == 2:
         metrics["signal"] = class_names[signal_index(class_names, signal)]
     metrics.update(evaluate_splits(splits, class_names, signal, seed))
+    scored = {}   # the baseline's validation and test scores, with their weights (none without a baseline)
     if baseline is not None:
-        weights = getattr(baseline, "weights", None) or {}
+        weights = baseline.weights or {}
         scored = {split: SplitScores(paths=[], y_true=baseline.labels[split], scores=baseline.scores[split],
                                      weights=weights.get(split)) for split in ("validation", "test")}
         metrics["baseline"] = {"model": "HistGradientBoostingClassifier (scikit-learn), early stopping on the "
@@ -321,11 +322,7 @@ def write_run_report(folder, class_names: list[str], splits: dict[str, SplitScor
         extra_warnings=health_inputs.get("input_warnings"), history=history, best=info.get("best"))
     write_evaluation(folder, class_names, SplitScores(splits["test"].paths, splits["test"].y_true,
                                                       _finite_scores(splits["test"].scores), splits["test"].weights),
-                     signal,
-                     baseline=None if baseline is None else
-                     SplitScores([], baseline.labels["test"], baseline.scores["test"],
-                                 (getattr(baseline, "weights", None) or {}).get("test")),
-                     weight_name=info.get("event_weight"))
+                     signal, baseline=scored.get("test"), weight_name=info.get("event_weight"))
     history.to_csv(folder / rf.HISTORY_FILE, index=False, float_format="%.6g")
     plot_training_curves(history, folder / rf.CURVES_PNG, f"{info.get('backbone', '')} training")
     rf.write_metrics(folder, metrics)

@@ -89,10 +89,9 @@ def ensemble_weights(runs: list, members: list) -> tuple[np.ndarray | None, dict
                 break
     if why:
         return None, {"choice": NONE, "unweighted_because": why}
-    run, choice, values = recorded[0]
     unweighted = [str(r) for r, c in zip(runs, choices) if c == NONE]
-    return values, {"choice": choice, "from": [str(r) for r, _, _ in recorded], "figures": FIGURES_RULE,
-                    "trained_unweighted": unweighted}
+    return first, {"choice": first_choice, "from": [str(r) for r, _, _ in recorded], "figures": FIGURES_RULE,
+                   "trained_unweighted": unweighted}
 
 
 def read_run_predictions(run: str | os.PathLike):

@@ -108,7 +108,7 @@ class Stages:
         self.schedules: dict[str, str] = {}   # stage -> --lr-schedule used
         # what a schedule counts in (the same for either kind of batches); built now, so that a batch size too
         # large or augmentation the data cannot have stops the run before training
-        self.steps_per_epoch = len(self.train_batches(self.augment[0] if self.augment else ""))
+        self.steps_per_epoch = len(self._train_set(augmented=bool(self.augment)))
         self.best: dict = {}
         #: ``feature_key(split)`` for features shared across runs (transfer.training.features), or None.
         self.feature_key = None
@@ -121,10 +121,13 @@ class Stages:
 
     def train_batches(self, stage: str):
         """The shuffled training batches of ``stage``: augmented on the fly if it is one of ``self.augment``."""
-        augment = stage in self.augment
-        if augment not in self._train_sets:
-            self._train_sets[augment] = self._train_batches(self.view, augment)
-        return self._train_sets[augment]
+        return self._train_set(augmented=stage in self.augment)
+
+    def _train_set(self, augmented: bool):
+        """The training batches, with or without augmentation, each kind made once."""
+        if augmented not in self._train_sets:
+            self._train_sets[augmented] = self._train_batches(self.view, augmented)
+        return self._train_sets[augmented]
 
     def _train_batches(self, view: DataView, augment: bool):
         dist = self.distribution
