@@ -265,7 +265,11 @@ class Distribution:
 
 
 class TensorFlowMirrored(Distribution):
-    """``tf.distribute.MirroredStrategy`` over every local GPU (or the logical CPUs configured)."""
+    """``tf.distribute.MirroredStrategy`` over every local GPU (or the logical CPUs configured).
+
+    A short last training batch is kept and split unevenly; each replica averages its own part, so those events
+    weigh a little unequally (README, "Several GPUs"). Whole batches train what one device trains.
+    """
 
     name = "mirrored"
 
