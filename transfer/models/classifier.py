@@ -47,6 +47,35 @@ from transfer.models.backbones import BackboneSpec, check_channels, check_image_
 from transfer.models.layers import BackbonePreprocessing, FeatureScaling, InferenceMode, InputStandardization
 
 
+def build_backbone(spec: BackboneSpec, input_shape: tuple, weights):
+    """``spec``'s backbone for ``input_shape`` with ``weights`` (None, "imagenet" or a file).
+
+    A file that does not fit is one TransferError. Keras' warnings from that failed loading are dropped with it:
+    it warns once per layer it cannot find ("Skipping nested container ... saved with a Keras version that did
+    not serialize sublayers"), which points at the wrong cause, before raising the error that says what is
+    wrong. When the backbone builds, its warnings are shown as usual.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            backbone, failure = spec.builder(input_shape, weights), None
+        except Exception as exc:  # noqa: BLE001 - re-raised below, as the TransferError it means
+            backbone, failure = None, exc
+    if failure is None:
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return backbone
+    if weights not in (None, "imagenet"):
+        raise TransferError(f"--weights {weights}: does not fit backbone {spec.name!r} "
+                            f"({type(failure).__name__}: {failure})") from failure
+    if weights == "imagenet":
+        raise TransferError(f"loading the ImageNet weights of {spec.name!r} failed "
+                            f"({type(failure).__name__}: {failure})") from failure
+    raise failure
+
+
 @dataclass
 class TransferModel:
     """The parts of one classifier; all share the same layer objects.
@@ -136,16 +165,7 @@ def build_transfer_model(spec: BackboneSpec, image_shape: tuple, num_classes: in
     if not spec.pretrained:
         head_units, dropout = 0, 0.0
     backbone_channels = spec.channels or channels
-    try:
-        backbone = spec.builder((*image_size, backbone_channels), weights)
-    except Exception as exc:
-        if weights not in (None, "imagenet"):
-            raise TransferError(f"--weights {weights}: does not fit backbone {spec.name!r} "
-                                f"({type(exc).__name__}: {exc})") from exc
-        if weights == "imagenet":
-            raise TransferError(f"loading the ImageNet weights of {spec.name!r} failed "
-                                f"({type(exc).__name__}: {exc})") from exc
-        raise
+    backbone = build_backbone(spec, (*image_size, backbone_channels), weights)
     floats = input_dtype != "uint8"
     normalized = normalization is not None and not spec.pretrained
     inputs = keras.Input((height, width, channels), dtype=input_dtype, name="image")
