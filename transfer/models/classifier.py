@@ -38,6 +38,7 @@ imports it only when it needs a model.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import keras
@@ -55,25 +56,21 @@ def build_backbone(spec: BackboneSpec, input_shape: tuple, weights):
     not serialize sublayers"), which points at the wrong cause, before raising the error that says what is
     wrong. When the backbone builds, its warnings are shown as usual.
     """
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            backbone, failure = spec.builder(input_shape, weights), None
-        except Exception as exc:  # noqa: BLE001 - re-raised below, as the TransferError it means
-            backbone, failure = None, exc
-    if failure is None:
-        for warning in caught:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        return backbone
-    if weights not in (None, "imagenet"):
-        raise TransferError(f"--weights {weights}: does not fit backbone {spec.name!r} "
-                            f"({type(failure).__name__}: {failure})") from failure
-    if weights == "imagenet":
-        raise TransferError(f"loading the ImageNet weights of {spec.name!r} failed "
-                            f"({type(failure).__name__}: {failure})") from failure
-    raise failure
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backbone = spec.builder(input_shape, weights)
+    except Exception as exc:
+        if weights not in (None, "imagenet"):
+            raise TransferError(f"--weights {weights}: does not fit backbone {spec.name!r} "
+                                f"({type(exc).__name__}: {exc})") from exc
+        if weights == "imagenet":
+            raise TransferError(f"loading the ImageNet weights of {spec.name!r} failed "
+                                f"({type(exc).__name__}: {exc})") from exc
+        raise
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return backbone
 
 
 @dataclass

@@ -124,24 +124,22 @@ class Stages:
         return self._train_set(augmented=stage in self.augment)
 
     def _train_set(self, augmented: bool):
-        """The training batches, with or without augmentation, each kind made once."""
-        if augmented not in self._train_sets:
-            self._train_sets[augmented] = self._train_batches(self.view, augmented)
-        return self._train_sets[augmented]
-
-    def _train_batches(self, view: DataView, augment: bool):
+        """The shuffled training batches, with or without augmentation, each kind made once."""
+        if augmented in self._train_sets:
+            return self._train_sets[augmented]
         dist = self.distribution
         batch = self.config.batch_size
         # a last batch of a few events gives BatchNorm's moving statistics (momentum 0.9) a tenth of a
         # two-event estimate just before every validation: 1,602 training events in batches of 32 left 2, and
         # the validation loss jumped at random epochs (0.28 -> 3.7 at the last one, accuracy 0.90 -> 0.51)
         small_last = drops_small_last_batch(self.n_train, batch)
-        batches = view.dataset("train", batch, shuffle=True, seed=self.config.seed, augment=augment,
-                               shard=dist.shard, drop_remainder=dist.drop_remainder or small_last,
-                               sample_weight=self.train_weights)
+        batches = self.view.dataset("train", batch, shuffle=True, seed=self.config.seed, augment=augmented,
+                                    shard=dist.shard, drop_remainder=dist.drop_remainder or small_last,
+                                    sample_weight=self.train_weights)
         if not len(batches):
             raise OptionError(f"--batch-size {self.config.batch_size}: larger than the {self.n_train} training "
                               f"events, and data-parallel training ({dist.describe()}) uses whole batches only")
+        self._train_sets[augmented] = batches
         return batches
 
     def _features(self, split: str, dataset):
